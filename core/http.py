@@ -1,0 +1,27 @@
+"""Typed request and small HTMX helpers shared by every app's views."""
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_htmx.middleware import HtmxDetails
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    user: AbstractBaseUser  # type: ignore[assignment]
+    htmx: HtmxDetails
+
+
+def render_page(
+    request: HttpRequest,
+    template: str,
+    context: dict[str, Any],
+    *,
+    partial: str | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """Render the whole page, or only `template#partial` when HTMX asked for a fragment."""
+    if partial and getattr(request, "htmx", False):
+        return render(request, f"{template}#{partial}", context, status=status)
+    return render(request, template, context, status=status)

@@ -1,0 +1,49 @@
+"""Reads that depend on who asks. An outsider gets Http404, never a hint that a thing exists."""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from core.models import Membership, Project, Role
+
+User = AbstractBaseUser | AnonymousUser
+
+# Who may do what, by role. Staff (admins) may do everything.
+MANAGE_ROLES = frozenset({Role.PROJECT_MANAGER})
+REVIEW_ROLES = frozenset({Role.PROJECT_MANAGER, Role.QA_LEAD, Role.REVIEWER})
+
+
+def project_list_for_user(*, user: User) -> QuerySet[Project]:
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_staff:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_role_for_user(*, user: User, project: Project) -> str | None:
+    """The user's role in the project; staff who are not members act as project managers."""
+    if not user.is_authenticated:
+        return None
+    role = Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    if role is None and user.is_staff:
+        return Role.PROJECT_MANAGER
+    return role
+
+
+def project_get_for_user(*, user: User, slug: str) -> tuple[Project, str]:
+    """The project and the user's role in it; Http404 for anyone who is not a member."""
+    project = Project.objects.filter(slug=slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    role = project_role_for_user(user=user, project=project)
+    if role is None:
+        raise Http404("No such project.")
+    return project, role
+
+
+def check_role(*, role: str, allowed: frozenset[str]) -> None:
+    """PermissionDenied unless `role` is one of `allowed` (the user is a member: 403, not 404)."""
+    if role not in allowed:
+        raise PermissionDenied("Your role in this project does not allow this.")

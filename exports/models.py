@@ -1,0 +1,52 @@
+from django.conf import settings
+from django.db import models
+
+from core.models import Project
+from trajectories.models import Trajectory
+
+
+class Batch(models.Model):
+    """A frozen selection of audited trajectories."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="batches")
+    name = models.CharField(max_length=200)
+    filters = models.JSONField(default=dict, blank=True)
+    trajectories = models.ManyToManyField(Trajectory, related_name="batches", blank=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="batch_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ExportJob(models.Model):
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="export_jobs")
+    format = models.CharField(max_length=40)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    records_total = models.PositiveIntegerField(default=0)
+    records_done = models.PositiveIntegerField(default=0)
+    files = models.JSONField(default=list, blank=True)
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.format} export of {self.batch}"

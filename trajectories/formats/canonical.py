@@ -1,0 +1,135 @@
+"""The canonical form of a run: its JSON (hashed for idempotency) and its text rendering.
+
+Canonical JSON: UTF-8, keys sorted, no insignificant whitespace (orjson, OPT_SORT_KEYS).
+The content hash covers the run itself — goal, model, scaffold, rollout id, trial, steps,
+final answer, outcome — never labels, evidence or provenance.
+
+Canonical rendering (the one kind of offset in the project): steps are rendered in order as
+
+    GOAL\n<goal text>\n\n
+    STEP <n> · <kind>[ · <tool>]\n
+    [STATE\n<role>: <content>\n ...]
+    [PLAN\n<plan>\n]
+    [CALL <tool> <arguments as canonical JSON, or as written when they did not parse>\n]
+    [OBSERVATION\n<observation>\n]
+    [REFLECTION\n<reflection>\n]
+    \n
+
+A step's span [char_start, char_end) covers its block from "STEP" to the blank line, in
+Python str (code point) offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from trajectories.formats.base import ParsedRun, RunStep
+
+FORMAT_NAME = "stepwise.trajectory"
+FORMAT_VERSION = 1
+
+
+def canonical_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def step_to_dict(step: RunStep, index: int) -> dict[str, Any]:
+    timing = None
+    if step.started_at or step.ended_at or step.latency_ms is not None:
+        timing = {"started_at": step.started_at, "ended_at": step.ended_at, "latency_ms": step.latency_ms}
+    usage = None
+    if step.prompt_tokens is not None or step.completion_tokens is not None or step.cost_usd is not None:
+        usage = {
+            "prompt_tokens": step.prompt_tokens,
+            "completion_tokens": step.completion_tokens,
+            "cost_usd": step.cost_usd,
+        }
+    return {
+        "index": index,
+        "kind": step.kind,
+        "turn_id": step.turn_id,
+        "state": step.state,
+        "plan": step.plan,
+        "tool_call": {"name": step.tool_name, "id": step.tool_call_id} if step.tool_name else None,
+        "arguments": step.arguments,
+        "arguments_raw": step.arguments_raw,
+        "observation": step.observation,
+        "reflection": step.reflection,
+        "success_flag": step.success_flag,
+        "timing": timing,
+        "usage": usage,
+    }
+
+
+def run_to_dict(run: ParsedRun) -> dict[str, Any]:
+    """The run's content in the canonical schema (without provenance, labels or evidence)."""
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "goal": {"prompt": run.goal_text, **(run.goal or {})},
+        "task": run.task,
+        "model": run.model,
+        "scaffold": run.scaffold,
+        "rollout_id": run.rollout_id,
+        "trial": run.trial,
+        "steps": [step_to_dict(step, i) for i, step in enumerate(run.steps)],
+        "final_answer": run.final_answer,
+        "outcome": run.outcome,
+        "metadata": run.metadata,
+    }
+
+
+def content_sha256(run_dict: dict[str, Any]) -> str:
+    content = {key: run_dict[key] for key in ("goal", "task", "model", "scaffold", "rollout_id", "trial", "steps", "final_answer", "outcome")}
+    return sha256_hex(canonical_json(content))
+
+
+def _arguments_text(step: RunStep) -> str:
+    if step.arguments is not None:
+        return orjson.dumps(step.arguments, option=orjson.OPT_SORT_KEYS).decode()
+    return step.arguments_raw or ""
+
+
+def _step_pieces(step: RunStep, number: int) -> Iterator[str]:
+    head = f"STEP {number} · {step.kind}"
+    yield f"{head} · {step.tool_name}\n" if step.tool_name else f"{head}\n"
+    if step.state:
+        yield "STATE\n"
+        for message in step.state:
+            yield f"{message.get('role', '')}: {message.get('content', '')}\n"
+    if step.plan:
+        yield f"PLAN\n{step.plan}\n"
+    if step.tool_name:
+        yield f"CALL {step.tool_name} {_arguments_text(step)}\n"
+    if step.observation is not None:
+        yield f"OBSERVATION\n{step.observation}\n"
+    if step.reflection:
+        yield f"REFLECTION\n{step.reflection}\n"
+    yield "\n"
+
+
+def render(run: ParsedRun) -> str:
+    parts = [f"GOAL\n{run.goal_text}\n\n"]
+    for number, step in enumerate(run.steps, start=1):
+        parts.extend(_step_pieces(step, number))
+    return "".join(parts)
+
+
+def spans(run: ParsedRun) -> list[tuple[int, int]]:
+    """Each step's [start, end) in `render(run)`, computed without building the string."""
+    offset = len(run.goal_text) + 7
+    result = []
+    for number, step in enumerate(run.steps, start=1):
+        start = offset
+        for piece in _step_pieces(step, number):
+            offset += len(piece)
+        result.append((start, offset))
+    return result

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from trajectories.services.imports import import_job_run
+
+
+@shared_task(name="trajectories.tasks.import_job_run_task", acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+def import_job_run_task(job_id: int) -> str:
+    return import_job_run(job_id=job_id).status

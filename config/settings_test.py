@@ -10,8 +10,9 @@ os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("SECURE_COOKIES", "0")
 
 from config.settings import *  # noqa: E402,F403
-from config.settings import STORAGES, VAR_DIR  # noqa: E402
+from config.settings import STATIC_ROOT, STORAGES, VAR_DIR  # noqa: E402
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = VAR_DIR / "test-media"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise looks for it at start-up

@@ -1,0 +1,40 @@
+// Stepwise page behaviour. No inline scripts anywhere (strict CSP): everything lives here.
+(function () {
+  "use strict";
+
+  function typing(target) {
+    return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  }
+
+  // Trajectory view: j / k move between steps, "/" focuses the search box on list pages.
+  function steps() { return Array.prototype.slice.call(document.querySelectorAll("article.step")); }
+
+  function currentIndex(list) {
+    var marked = list.findIndex(function (el) { return el.classList.contains("current"); });
+    if (marked >= 0) return marked;
+    var top = 60;
+    for (var i = 0; i < list.length; i++) { if (list[i].getBoundingClientRect().bottom > top) return i; }
+    return 0;
+  }
+
+  function focusStep(list, i) {
+    if (i < 0 || i >= list.length) return;
+    list.forEach(function (el) { el.classList.remove("current"); });
+    list[i].classList.add("current");
+    list[i].scrollIntoView({ block: "start" });
+    document.querySelectorAll(".outline a").forEach(function (a) {
+      a.classList.toggle("current", a.getAttribute("href") === "#" + list[i].id);
+    });
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    var list = steps();
+    if (event.key === "j" && list.length) { focusStep(list, currentIndex(list) + 1); event.preventDefault(); }
+    else if (event.key === "k" && list.length) { focusStep(list, currentIndex(list) - 1); event.preventDefault(); }
+    else if (event.key === "/") {
+      var search = document.querySelector("input[type=search]");
+      if (search) { search.focus(); event.preventDefault(); }
+    }
+  });
+})();

@@ -1,0 +1,105 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from core.http import AuthenticatedHttpRequest, render_page
+from core.selectors import MANAGE_ROLES, check_role, project_get_for_user
+from trajectories.forms import UploadForm
+from trajectories.models import Band, TrajectoryStatus
+from trajectories.selectors import (
+    TrajectoryFilters,
+    can_browse,
+    import_job_get_for_user,
+    import_jobs_for_user,
+    project_status_counts,
+    trajectory_filter_choices,
+    trajectory_get_for_user,
+    trajectory_list_for_user,
+    trajectory_steps,
+)
+from trajectories.services.imports import import_job_create
+
+PAGE_SIZE = 50
+
+
+@require_GET
+def project_overview(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    counts = project_status_counts(project=project)
+    context = {
+        "project": project,
+        "role": role,
+        "counts": counts,
+        "total": sum(n for _, _, n in counts),
+        "can_browse": can_browse(role),
+        "imports": import_jobs_for_user(project=project, role=role)[:5],
+    }
+    return render_page(request, "trajectories/project_overview.html", context)
+
+
+@require_GET
+def trajectory_list(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=frozenset({*MANAGE_ROLES, "qa_lead", "reviewer"}))
+    filters = TrajectoryFilters(**{k: request.GET.get(k, "")[:200] for k in TrajectoryFilters.__dataclass_fields__})
+    qs = trajectory_list_for_user(user=request.user, project=project, role=role, filters=filters)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "project": project,
+        "role": role,
+        "page": page,
+        "filters": filters,
+        "choices": trajectory_filter_choices(project=project),
+        "statuses": TrajectoryStatus.choices,
+        "bands": Band.choices,
+        "query": request.GET.copy(),
+        "can_import": role in MANAGE_ROLES,
+        "form": UploadForm(),
+        "imports": import_jobs_for_user(project=project, role=role)[:5],
+    }
+    return render_page(request, "trajectories/trajectory_list.html", context, partial="results")
+
+
+@require_POST
+def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("trajectories:trajectory_list", project_slug=project.slug)
+    jobs = []
+    for upload in form.cleaned_data["files"]:
+        try:
+            jobs.append(
+                import_job_create(
+                    actor=request.user, project=project, name=upload.name, stream=upload, format_name=form.cleaned_data["format"]
+                )
+            )
+        except ValidationError as exc:
+            messages.error(request, f"{upload.name}: {' '.join(exc.messages)}")
+    if len(jobs) == 1:
+        return redirect("trajectories:import_detail", project_slug=project.slug, job_id=jobs[0].pk)
+    if jobs:
+        messages.success(request, f"{len(jobs)} files queued for import.")
+    return redirect(reverse("trajectories:trajectory_list", kwargs={"project_slug": project.slug}))
+
+
+@require_GET
+def import_detail(request: AuthenticatedHttpRequest, project_slug: str, job_id: int) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    job = import_job_get_for_user(project=project, role=role, job_id=job_id)
+    context = {"project": project, "role": role, "job": job}
+    return render_page(request, "trajectories/import_detail.html", context, partial="progress")
+
+
+@require_GET
+def trajectory_detail(request: AuthenticatedHttpRequest, project_slug: str, trajectory_id: int) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
+    context = {"project": project, "role": role, "trajectory": trajectory, "steps": trajectory_steps(trajectory=trajectory)}
+    return render_page(request, "trajectories/trajectory_detail.html", context)

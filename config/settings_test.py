@@ -1,6 +1,7 @@
 """Settings for the test suite: the real settings, fed test defaults through the environment."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/stepwise")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -14,5 +15,5 @@ from config.settings import STATIC_ROOT, STORAGES, VAR_DIR  # noqa: E402
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = VAR_DIR / "test-media"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "test-media")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise looks for it at start-up

@@ -10,8 +10,8 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("SECURE_COOKIES", "0")
 
-from config.settings import *  # noqa: E402,F403
-from config.settings import STATIC_ROOT, STORAGES, VAR_DIR  # noqa: E402
+from config.settings import *  # noqa: F403
+from config.settings import STATIC_ROOT, STORAGES, VAR_DIR
 
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

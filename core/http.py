@@ -2,14 +2,14 @@
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
 
 
 class AuthenticatedHttpRequest(HttpRequest):
-    user: AbstractBaseUser  # type: ignore[assignment]
+    user: User
     htmx: HtmxDetails
 
 

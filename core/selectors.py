@@ -1,30 +1,30 @@
 """Reads that depend on who asks. An outsider gets Http404, never a hint that a thing exists."""
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
 from core.models import Membership, Project, Role
 
-User = AbstractBaseUser | AnonymousUser
+UserLike = User | AnonymousUser
 
 # Who may do what, by role. Staff (admins) may do everything.
 MANAGE_ROLES = frozenset({Role.PROJECT_MANAGER})
 REVIEW_ROLES = frozenset({Role.PROJECT_MANAGER, Role.QA_LEAD, Role.REVIEWER})
 
 
-def project_list_for_user(*, user: User) -> QuerySet[Project]:
-    if not user.is_authenticated:
+def project_list_for_user(*, user: UserLike) -> QuerySet[Project]:
+    if not isinstance(user, User):
         return Project.objects.none()
     if user.is_staff:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
 
 
-def project_role_for_user(*, user: User, project: Project) -> str | None:
+def project_role_for_user(*, user: UserLike, project: Project) -> str | None:
     """The user's role in the project; staff who are not members act as project managers."""
-    if not user.is_authenticated:
+    if not isinstance(user, User):
         return None
     role = Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
     if role is None and user.is_staff:
@@ -32,7 +32,7 @@ def project_role_for_user(*, user: User, project: Project) -> str | None:
     return role
 
 
-def project_get_for_user(*, user: User, slug: str) -> tuple[Project, str]:
+def project_get_for_user(*, user: UserLike, slug: str) -> tuple[Project, str]:
     """The project and the user's role in it; Http404 for anyone who is not a member."""
     project = Project.objects.filter(slug=slug).first()
     if project is None:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils.text import slugify
@@ -10,12 +10,12 @@ from django.utils.text import slugify
 from core.defaults import project_defaults
 from core.models import AuditEvent, Membership, Project, ProjectKind, Role
 
-User = AbstractBaseUser | AnonymousUser | None
+UserLike = User | AnonymousUser | None
 
 
 def audit_record(
     *,
-    actor: User,
+    actor: UserLike,
     verb: str,
     target: models.Model,
     project: Project | None = None,
@@ -24,7 +24,7 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event. Call inside the transaction of the write it describes."""
     return AuditEvent.objects.create(
-        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor=actor if isinstance(actor, User) else None,
         project=project,
         verb=verb,
         target_type=target._meta.label_lower,
@@ -37,7 +37,7 @@ def audit_record(
 @transaction.atomic
 def project_create(
     *,
-    actor: User,
+    actor: UserLike,
     name: str,
     kind: str,
     slug: str = "",
@@ -59,7 +59,7 @@ def project_create(
         description=description,
         guidelines=guidelines,
         overlap=overlap,
-        created_by=actor if actor is not None and actor.is_authenticated else None,
+        created_by=actor if isinstance(actor, User) else None,
         **project_defaults(kind),
     )
     project.full_clean()
@@ -75,7 +75,7 @@ def project_create(
 
 
 @transaction.atomic
-def membership_set(*, actor: User, project: Project, user: AbstractBaseUser, role: str) -> Membership:
+def membership_set(*, actor: UserLike, project: Project, user: User, role: str) -> Membership:
     """Give `user` `role` in `project`, replacing any role they had there."""
     if role not in Role.values:
         raise ValidationError({"role": f"must be one of {', '.join(Role.values)}"})
@@ -100,7 +100,7 @@ def membership_set(*, actor: User, project: Project, user: AbstractBaseUser, rol
 
 
 @transaction.atomic
-def membership_remove(*, actor: User, membership: Membership) -> None:
+def membership_remove(*, actor: UserLike, membership: Membership) -> None:
     project = membership.project
     before = {"user": membership.user.get_username(), "role": membership.role}
     audit_record(actor=actor, verb="membership.remove", target=membership, project=project, before=before)

@@ -49,7 +49,7 @@ class StepInline(admin.TabularInline):
     model = Step
     extra = 0
     fields = ["index", "kind", "tool_name", "tool_known", "success_flag"]
-    readonly_fields = fields
+    readonly_fields = ["index", "kind", "tool_name", "tool_known", "success_flag"]
     show_change_link = True
 
 

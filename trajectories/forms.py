@@ -25,5 +25,5 @@ def _format_choices() -> list[tuple[str, str]]:
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(help_text="JSONL or JSON, one or many files; gzip-compressed files are read too.")
+    upload = MultipleFileField(help_text="JSONL or JSON, one or many files; gzip-compressed files are read too.")
     format = forms.ChoiceField(choices=_format_choices, required=False)

@@ -264,9 +264,10 @@ class Step(models.Model):
     tool = models.ForeignKey(Tool, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     tool_known = models.BooleanField(null=True, help_text="Null for respond steps or when no registry exists.")
     arguments = models.JSONField(null=True, blank=True)
-    arguments_raw = models.TextField(null=True, blank=True, help_text="As written, when the source gave a string.")
+    # NULL and "" differ here: no string was given vs an empty one (round trips keep both).
+    arguments_raw = models.TextField(null=True, blank=True, help_text="As written, when the source gave a string.")  # noqa: DJ001
     arguments_error = models.CharField(max_length=300, blank=True)
-    observation = models.TextField(null=True, blank=True)
+    observation = models.TextField(null=True, blank=True)  # noqa: DJ001  (NULL: no result came back)
     reflection = models.TextField(blank=True)
     success_flag = models.BooleanField(null=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
@@ -12,7 +12,7 @@ from core.models import Project, Role
 from core.selectors import REVIEW_ROLES
 from trajectories.models import ImportJob, Step, Trajectory, TrajectoryStatus
 
-User = AbstractBaseUser | AnonymousUser
+UserLike = User | AnonymousUser
 
 # Annotators work through their queue; they do not browse the project's trajectories.
 BROWSE_ROLES = REVIEW_ROLES
@@ -33,7 +33,7 @@ class TrajectoryFilters:
     q: str = ""
 
 
-def trajectory_list_for_user(*, user: User, project: Project, role: str, filters: TrajectoryFilters) -> QuerySet[Trajectory]:
+def trajectory_list_for_user(*, user: UserLike, project: Project, role: str, filters: TrajectoryFilters) -> QuerySet[Trajectory]:
     if not can_browse(role):
         return Trajectory.objects.none()
     qs = Trajectory.objects.filter(project=project).select_related("goal").defer("payload", "metadata", "outcome")
@@ -71,11 +71,13 @@ def trajectory_filter_choices(*, project: Project) -> dict[str, list[str]]:
     }
 
 
-def trajectory_get_for_user(*, user: User, project: Project, role: str, trajectory_id: int) -> Trajectory:
+def trajectory_get_for_user(*, user: UserLike, project: Project, role: str, trajectory_id: int) -> Trajectory:
     """A trajectory of the project; Http404 unless the user may browse it or holds an assignment on it."""
     qs = Trajectory.objects.filter(project=project, pk=trajectory_id).select_related("goal", "swe_task", "source_file")
     if not can_browse(role):
         if role != Role.ANNOTATOR:
+            raise Http404("No such trajectory.")
+        if not isinstance(user, User):
             raise Http404("No such trajectory.")
         qs = qs.filter(assignments__annotator=user)
     trajectory = qs.defer("payload").first()

@@ -70,10 +70,10 @@ def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpR
     check_role(role=role, allowed=MANAGE_ROLES)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, "; ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect("trajectories:trajectory_list", project_slug=project.slug)
     jobs = []
-    for upload in form.cleaned_data["files"]:
+    for upload in form.cleaned_data["upload"]:
         try:
             jobs.append(
                 import_job_create(

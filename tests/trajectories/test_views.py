@@ -56,7 +56,7 @@ def test_outsider_gets_404_on_every_project_url(project, trajectory, outsider) -
     for url in project_urls(project, trajectory, job.pk):
         assert client.get(url).status_code == 404, url
     upload = reverse("trajectories:import_upload", kwargs={"project_slug": project.slug})
-    assert client.post(upload, {"files": SimpleUploadedFile("a.jsonl", _record())}).status_code == 404
+    assert client.post(upload, {"upload": SimpleUploadedFile("a.jsonl", _record())}).status_code == 404
     assert ImportJob.objects.count() == 1
 
 
@@ -83,7 +83,7 @@ def test_annotator_cannot_browse_or_upload(project, trajectory, annotator) -> No
     job = ImportJob.objects.get(project=project)
     assert client.get(reverse("trajectories:import_detail", kwargs={"project_slug": slug, "job_id": job.pk})).status_code == 404
     upload = reverse("trajectories:import_upload", kwargs={"project_slug": slug})
-    assert client.post(upload, {"files": SimpleUploadedFile("a.jsonl", _record("other goal"))}).status_code == 403
+    assert client.post(upload, {"upload": SimpleUploadedFile("a.jsonl", _record("other goal"))}).status_code == 403
     assert ImportJob.objects.count() == 1
 
 
@@ -140,7 +140,7 @@ def test_list_paginates(project, pm_client) -> None:
 def test_pm_upload_queues_an_import_and_shows_progress(project, pm_client, django_capture_on_commit_callbacks) -> None:
     upload = reverse("trajectories:import_upload", kwargs={"project_slug": project.slug})
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = pm_client.post(upload, {"files": [SimpleUploadedFile("a.jsonl", _record()), SimpleUploadedFile("b.jsonl", _record("b"))]})
+        response = pm_client.post(upload, {"upload": [SimpleUploadedFile("a.jsonl", _record()), SimpleUploadedFile("b.jsonl", _record("b"))]})
     assert response.status_code == 302
     assert ImportJob.objects.filter(project=project, status=ImportStatus.QUEUED).count() == 2
     assert len(callbacks) == 2  # one task enqueued per file, after commit

@@ -91,7 +91,7 @@ def test_the_embedded_filesystem_broker_runs_a_real_worker(project, pm, tmp_path
     broker_dir = tmp_path / "broker"
     env = {"STEPWISE_VAR_DIR": str(tmp_path), "CELERY_BROKER_URL": "filesystem://", "CELERY_RESULT_BACKEND": f"file://{tmp_path / 'results'}"}
     (tmp_path / "results").mkdir()
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True)
     log = tmp_path / "worker.log"
     worker = _start_worker(env, log)
@@ -99,6 +99,7 @@ def test_the_embedded_filesystem_broker_runs_a_real_worker(project, pm, tmp_path
     sender.conf.broker_transport_options = {
         "data_folder_in": str(broker_dir / "queue"),
         "data_folder_out": str(broker_dir / "queue"),
+        "control_folder": str(broker_dir / "control"),
     }
     try:
         source = source_file_store(actor=pm, project=project, name="fs.jsonl", stream=io.BytesIO(_record("via files")))

@@ -10,9 +10,8 @@ from trajectories.formats.base import Importer, ParsedRun, RawRecord, RecordErro
 from trajectories.formats.openai_chat import OpenAIChatImporter
 from trajectories.formats.stepwise import StepwiseImporter
 
-IMPORTERS: dict[str, Importer] = {
-    importer.name: importer for importer in (StepwiseImporter(), OpenAIChatImporter())
-}
+_ALL: tuple[Importer, ...] = (StepwiseImporter(), OpenAIChatImporter())
+IMPORTERS: dict[str, Importer] = {importer.name: importer for importer in _ALL}
 
 
 def importer_get(name: str) -> Importer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, ClassVar, Protocol
+from typing import IO, Any, Protocol
 
 
 class RecordError(Exception):
@@ -79,9 +79,9 @@ class ParsedRun:
 
 
 class Importer(Protocol):
-    name: ClassVar[str]
-    label: ClassVar[str]
-    version: ClassVar[str]
+    name: str
+    label: str
+    version: str
 
     def detect(self, head: bytes) -> int:
         """How sure (0–100) the importer is that a file starting with `head` is its format."""

@@ -114,7 +114,7 @@ def segment_messages(messages: Any, pointer: str = "/messages") -> tuple[list[Ru
             reasoning = message.get("reasoning_content")
             plan_extra = reasoning if isinstance(reasoning, str) else ""
             calls = _calls_of(message, where)
-            usage = message.get("usage") if isinstance(message.get("usage"), dict) else {}
+            usage: dict[str, Any] = message["usage"] if isinstance(message.get("usage"), dict) else {}
             turn_id = str(message.get("id") or f"turn-{i}")
             if calls:
                 unpaired = []
@@ -161,11 +161,11 @@ def segment_messages(messages: Any, pointer: str = "/messages") -> tuple[list[Ru
             raise RecordError(f"unknown role {role!r}", pointer=f"{where}/role")
         text = content_text(message.get("content"), f"{where}/content")
         if role in ("tool", "function", "ipython"):
-            call_id = message.get("tool_call_id") or message.get("id") or ""
-            target = by_call_id.pop(call_id, None) if isinstance(call_id, str) and call_id else None
-            if target is None and not call_id and unpaired:
-                name = message.get("name")
-                target = next((s for s in unpaired if not name or s.tool_name == name), unpaired[0])
+            result_id = message.get("tool_call_id") or message.get("id") or ""
+            target = by_call_id.pop(result_id, None) if isinstance(result_id, str) and result_id else None
+            if target is None and not result_id and unpaired:
+                result_name = message.get("name")
+                target = next((s for s in unpaired if not result_name or s.tool_name == result_name), unpaired[0])
             if target is not None and target.observation is None:
                 if target in unpaired:
                     unpaired.remove(target)

@@ -9,11 +9,11 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from celery import current_app
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
@@ -29,18 +29,18 @@ from trajectories.services.storage import BatchWriter, PreparedRun, prepare
 
 logger = logging.getLogger(__name__)
 
-User = AbstractBaseUser | AnonymousUser | None
+UserLike = User | AnonymousUser | None
 MAX_STORED_ERRORS = 1000
 BATCH_STEPS = 5000
 BATCH_RUNS = 1000
 IMPORT_TASK = "trajectories.tasks.import_job_run_task"
 
 
-def _actor(user: User) -> AbstractBaseUser | None:
-    return user if user is not None and user.is_authenticated else None  # type: ignore[return-value]
+def _actor(user: UserLike) -> User | None:
+    return user if isinstance(user, User) else None
 
 
-def source_file_store(*, actor: User, project: Project, name: str, stream: IO[bytes]) -> SourceFile:
+def source_file_store(*, actor: UserLike, project: Project, name: str, stream: IO[bytes]) -> SourceFile:
     """Keep the upload byte for byte (gzip on disk); the same bytes twice are stored once."""
     digest = hashlib.sha256()
     size = 0
@@ -78,7 +78,7 @@ def _tmp_dir() -> str:
 
 
 def import_job_create(
-    *, actor: User, project: Project, name: str, stream: IO[bytes], format_name: str = ""
+    *, actor: UserLike, project: Project, name: str, stream: IO[bytes], format_name: str = ""
 ) -> ImportJob:
     """Store the file and queue its import; the worker starts once this transaction commits."""
     if format_name and format_name not in IMPORTERS:
@@ -153,7 +153,7 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
         job.save(update_fields=["status", "started_at", *_PROGRESS_FIELDS])
     try:
         with job.source_file.stored.open("rb") as stored, gzip.GzipFile(fileobj=stored, mode="rb") as plain:
-            _run(job, plain, on_progress)
+            _run(job, cast(IO[bytes], plain), on_progress)
     except Exception as exc:  # the job must end in a state a person can read, whatever happened
         logger.exception("import job %s failed", job_id)
         message = str(exc) if isinstance(exc, RecordError) else f"the import stopped on an internal error ({type(exc).__name__}); rows already committed are complete"

@@ -12,6 +12,8 @@ from tests.conftest import login
 from tests.trajectories.fixtures_util import run_import
 from trajectories.models import ImportJob, ImportStatus, Trajectory
 
+pytestmark = pytest.mark.smoke
+
 HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
 

@@ -230,7 +230,15 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
     job.status = ImportStatus.DONE
     job.finished_at = timezone.now()
     job.bytes_done = job.bytes_total
-    job.save(update_fields=[*_PROGRESS_FIELDS, "status", "finished_at"])
+    with transaction.atomic():
+        job.save(update_fields=[*_PROGRESS_FIELDS, "status", "finished_at"])
+        audit_record(
+            actor=job.created_by,
+            verb="import.finish",
+            target=job,
+            project=job.project,
+            after={k: v for k, v in import_report(job).items() if k not in ("errors", "error")},
+        )
     if created_ids:
         project_id = job.project_id
         transaction.on_commit(lambda: fire_trajectories_imported(project_id, created_ids))

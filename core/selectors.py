@@ -43,6 +43,10 @@ def project_get_for_user(*, user: UserLike, slug: str) -> tuple[Project, str]:
     return project, role
 
 
+def project_members(*, project: Project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+
+
 def check_role(*, role: str, allowed: frozenset[str]) -> None:
     """PermissionDenied unless `role` is one of `allowed` (the user is a member: 403, not 404)."""
     if role not in allowed:

@@ -6,4 +6,6 @@ app_name = "core"
 urlpatterns = [
     path("", views.project_list, name="project_list"),
     path("healthz", views.healthz, name="healthz"),
+    path("p/<slug:project_slug>/members/", views.member_list, name="member_list"),
+    path("p/<slug:project_slug>/members/<int:membership_id>/remove", views.member_remove, name="member_remove"),
 ]

@@ -32,7 +32,7 @@ def _database_url() -> str:
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT), **env}
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "default", "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "default,imports", "--without-heartbeat", "--without-mingle", "--without-gossip"],
         cwd=ROOT,
         env=full_env,
         stdout=log.open("wb"),
@@ -104,7 +104,7 @@ def test_the_embedded_filesystem_broker_runs_a_real_worker(project, pm, tmp_path
     try:
         source = source_file_store(actor=pm, project=project, name="fs.jsonl", stream=io.BytesIO(_record("via files")))
         job = ImportJob.objects.create(project=project, source_file=source, bytes_total=source.size)
-        sender.send_task(IMPORT_TASK, args=[job.pk], queue="default")
+        sender.send_task(IMPORT_TASK, args=[job.pk], queue="imports")
 
         def finished() -> bool:
             job.refresh_from_db()

@@ -10,7 +10,7 @@ from django.http import Http404
 
 from core.models import Project, Role
 from core.selectors import REVIEW_ROLES
-from trajectories.models import ImportJob, Step, Trajectory, TrajectoryStatus
+from trajectories.models import Band, Goal, ImportJob, Step, ToolRegistry, Trajectory, TrajectoryStatus
 
 UserLike = User | AnonymousUser
 
@@ -96,6 +96,20 @@ def project_status_counts(*, project: Project) -> list[tuple[str, str, int]]:
         Trajectory.objects.filter(project=project).values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
     return [(value, label, counts.get(value, 0)) for value, label in TrajectoryStatus.choices]
+
+
+def project_registry(*, project: Project) -> ToolRegistry | None:
+    """The project's active registry: its latest frozen one, else its latest draft."""
+    registries = ToolRegistry.objects.filter(project=project).annotate(tool_count=Count("tools"))
+    return registries.filter(frozen_at__isnull=False).order_by("-version").first() or registries.order_by("-version").first()
+
+
+def goal_band_counts(*, project: Project) -> list[tuple[str, int]]:
+    counts = dict(Goal.objects.filter(project=project).values_list("band").annotate(n=Count("id")).values_list("band", "n"))
+    rows = [(label, counts.get(value, 0)) for value, label in Band.choices]
+    if counts.get(""):
+        rows.append(("No band", counts[""]))
+    return rows
 
 
 def import_jobs_for_user(*, project: Project, role: str) -> QuerySet[ImportJob]:

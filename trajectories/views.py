@@ -13,8 +13,10 @@ from trajectories.models import Band, TrajectoryStatus
 from trajectories.selectors import (
     TrajectoryFilters,
     can_browse,
+    goal_band_counts,
     import_job_get_for_user,
     import_jobs_for_user,
+    project_registry,
     project_status_counts,
     trajectory_filter_choices,
     trajectory_get_for_user,
@@ -31,6 +33,8 @@ def project_overview(request: AuthenticatedHttpRequest, project_slug: str) -> Ht
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     counts = project_status_counts(project=project)
     context = {
+        "registry": project_registry(project=project),
+        "bands": goal_band_counts(project=project),
         "project": project,
         "role": role,
         "counts": counts,

@@ -158,3 +158,19 @@ def test_import_report_lists_rejected_records(project, pm_client) -> None:
     body = pm_client.get(detail).content.decode()
     assert "line 2" in body and "malformed JSON" in body
     assert 'hx-trigger="every 1s"' not in body  # finished: no more polling
+
+
+def test_overview_shows_counts_registry_and_goal_bands(project, pm, pm_client) -> None:
+    from django.utils import timezone
+
+    from trajectories.models import Goal, Tool, ToolRegistry
+
+    registry = ToolRegistry.objects.create(project=project, version=1, frozen_at=timezone.now(), sha256="ab" * 32)
+    Tool.objects.create(registry=registry, name="cancel_reservation", parameters={"type": "object"})
+    Goal.objects.create(project=project, prompt="p", prompt_sha256="0" * 64, band="composite")
+    run_import(project, _record("goal A"))
+    body = pm_client.get(reverse("trajectories:project_overview", kwargs={"project_slug": project.slug})).content.decode()
+    assert "v1 · 1 tools · frozen" in body
+    assert "Composite 1" in body and "Atomic 0" in body
+    assert "1 in all" in body
+    assert "Project manager" in body

@@ -26,7 +26,9 @@ class Consensus(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["trajectory", "step", "field"], condition=Q(step__isnull=False), name="consensus_unique_step_field"
+                fields=["trajectory", "step", "field"],
+                condition=Q(step__isnull=False),
+                name="consensus_unique_step_field",
             ),
             models.UniqueConstraint(
                 fields=["trajectory", "field"], condition=Q(step__isnull=True), name="consensus_unique_trajectory_field"

@@ -25,8 +25,12 @@ def member_list(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRes
     check_role(role=role, allowed=MANAGE_ROLES)
     form = MemberForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        membership_set(actor=request.user, project=project, user=form.cleaned_data["username"], role=form.cleaned_data["role"])
-        messages.success(request, f"{form.cleaned_data['username'].username} is now {form.cleaned_data['role'].replace('_', ' ')}.")
+        membership_set(
+            actor=request.user, project=project, user=form.cleaned_data["username"], role=form.cleaned_data["role"]
+        )
+        messages.success(
+            request, f"{form.cleaned_data['username'].username} is now {form.cleaned_data['role'].replace('_', ' ')}."
+        )
         return redirect("core:member_list", project_slug=project.slug)
     context = {"project": project, "role": role, "form": form, "members": project_members(project=project)}
     return render_page(request, "core/member_list.html", context, status=422 if form.errors else 200)

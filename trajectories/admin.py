@@ -40,7 +40,16 @@ class SourceFileAdmin(admin.ModelAdmin):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "source_file", "format_detected", "status", "trajectories_imported", "rejected", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "source_file",
+        "format_detected",
+        "status",
+        "trajectories_imported",
+        "rejected",
+        "created_at",
+    ]
     list_filter = ["project", "status"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
 

@@ -204,9 +204,7 @@ class TrajectoryStatus(models.TextChoices):
 class Trajectory(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="trajectories")
     goal = models.ForeignKey(Goal, on_delete=models.SET_NULL, null=True, blank=True, related_name="trajectories")
-    swe_task = models.ForeignKey(
-        SweTask, on_delete=models.SET_NULL, null=True, blank=True, related_name="trajectories"
-    )
+    swe_task = models.ForeignKey(SweTask, on_delete=models.SET_NULL, null=True, blank=True, related_name="trajectories")
     source_file = models.ForeignKey(
         SourceFile, on_delete=models.PROTECT, null=True, blank=True, related_name="trajectories"
     )

@@ -33,7 +33,9 @@ class TrajectoryFilters:
     q: str = ""
 
 
-def trajectory_list_for_user(*, user: UserLike, project: Project, role: str, filters: TrajectoryFilters) -> QuerySet[Trajectory]:
+def trajectory_list_for_user(
+    *, user: UserLike, project: Project, role: str, filters: TrajectoryFilters
+) -> QuerySet[Trajectory]:
     if not can_browse(role):
         return Trajectory.objects.none()
     qs = Trajectory.objects.filter(project=project).select_related("goal").defer("payload", "metadata", "outcome")
@@ -93,7 +95,10 @@ def trajectory_steps(*, trajectory: Trajectory) -> QuerySet[Step]:
 def project_status_counts(*, project: Project) -> list[tuple[str, str, int]]:
     """(status, label, count) for every status, in workflow order."""
     counts = dict(
-        Trajectory.objects.filter(project=project).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+        Trajectory.objects.filter(project=project)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
     )
     return [(value, label, counts.get(value, 0)) for value, label in TrajectoryStatus.choices]
 
@@ -101,11 +106,16 @@ def project_status_counts(*, project: Project) -> list[tuple[str, str, int]]:
 def project_registry(*, project: Project) -> ToolRegistry | None:
     """The project's active registry: its latest frozen one, else its latest draft."""
     registries = ToolRegistry.objects.filter(project=project).annotate(tool_count=Count("tools"))
-    return registries.filter(frozen_at__isnull=False).order_by("-version").first() or registries.order_by("-version").first()
+    return (
+        registries.filter(frozen_at__isnull=False).order_by("-version").first()
+        or registries.order_by("-version").first()
+    )
 
 
 def goal_band_counts(*, project: Project) -> list[tuple[str, int]]:
-    counts = dict(Goal.objects.filter(project=project).values_list("band").annotate(n=Count("id")).values_list("band", "n"))
+    counts = dict(
+        Goal.objects.filter(project=project).values_list("band").annotate(n=Count("id")).values_list("band", "n")
+    )
     rows = [(label, counts.get(value, 0)) for value, label in Band.choices]
     if counts.get(""):
         rows.append(("No band", counts[""]))

@@ -8,7 +8,9 @@ from trajectories.services.imports import import_job_run
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="trajectories.tasks.import_job_run_task", acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
+@shared_task(
+    name="trajectories.tasks.import_job_run_task", acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60
+)
 def import_job_run_task(job_id: int) -> str:
     try:
         return import_job_run(job_id=job_id).status

@@ -81,7 +81,11 @@ def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpR
         try:
             jobs.append(
                 import_job_create(
-                    actor=request.user, project=project, name=upload.name, stream=upload, format_name=form.cleaned_data["format"]
+                    actor=request.user,
+                    project=project,
+                    name=upload.name,
+                    stream=upload,
+                    format_name=form.cleaned_data["format"],
                 )
             )
         except ValidationError as exc:
@@ -105,5 +109,10 @@ def import_detail(request: AuthenticatedHttpRequest, project_slug: str, job_id: 
 def trajectory_detail(request: AuthenticatedHttpRequest, project_slug: str, trajectory_id: int) -> HttpResponse:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
-    context = {"project": project, "role": role, "trajectory": trajectory, "steps": trajectory_steps(trajectory=trajectory)}
+    context = {
+        "project": project,
+        "role": role,
+        "trajectory": trajectory,
+        "steps": trajectory_steps(trajectory=trajectory),
+    }
     return render_page(request, "trajectories/trajectory_detail.html", context)

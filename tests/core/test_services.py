@@ -12,7 +12,13 @@ pytestmark = pytest.mark.smoke
 def test_project_defaults_follow_the_kind(pm) -> None:
     coding = project_create(actor=pm, name="Coding", kind="coding")
     assert coding.agreement_target == 0.78
-    assert [a["key"] for a in coding.rubric_axes] == ["relevance", "factual_grounding", "tool_selection", "redundancy", "unsafe_edits"]
+    assert [a["key"] for a in coding.rubric_axes] == [
+        "relevance",
+        "factual_grounding",
+        "tool_selection",
+        "redundancy",
+        "unsafe_edits",
+    ]
     assert "wrong_localisation" in [t["key"] for t in coding.failure_taxonomy]
 
 

@@ -18,21 +18,30 @@ HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
 
 def _record(goal: str = "Cancel reservation ZFA04Y", observation: str = '{"status": "cancelled"}') -> bytes:
-    return json.dumps(
-        {
-            "messages": [
-                {"role": "user", "content": goal},
-                {
-                    "role": "assistant",
-                    "content": "Cancelling.",
-                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "cancel_reservation", "arguments": '{"reservation_id": "ZFA04Y"}'}}],
-                },
-                {"role": "tool", "tool_call_id": "c1", "content": observation},
-                {"role": "assistant", "content": "Done, it is cancelled."},
-            ],
-            "metadata": {"model": "gpt-4o", "trial": 0, "reward": 1},
-        }
-    ).encode() + b"\n"
+    return (
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": goal},
+                    {
+                        "role": "assistant",
+                        "content": "Cancelling.",
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "cancel_reservation", "arguments": '{"reservation_id": "ZFA04Y"}'},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c1", "content": observation},
+                    {"role": "assistant", "content": "Done, it is cancelled."},
+                ],
+                "metadata": {"model": "gpt-4o", "trial": 0, "reward": 1},
+            }
+        ).encode()
+        + b"\n"
+    )
 
 
 @pytest.fixture
@@ -83,7 +92,10 @@ def test_annotator_cannot_browse_or_upload(project, trajectory, annotator) -> No
     detail = reverse("trajectories:trajectory_detail", kwargs={"project_slug": slug, "trajectory_id": trajectory.pk})
     assert client.get(detail).status_code == 404  # not one of their assignments
     job = ImportJob.objects.get(project=project)
-    assert client.get(reverse("trajectories:import_detail", kwargs={"project_slug": slug, "job_id": job.pk})).status_code == 404
+    assert (
+        client.get(reverse("trajectories:import_detail", kwargs={"project_slug": slug, "job_id": job.pk})).status_code
+        == 404
+    )
     upload = reverse("trajectories:import_upload", kwargs={"project_slug": slug})
     assert client.post(upload, {"upload": SimpleUploadedFile("a.jsonl", _record("other goal"))}).status_code == 403
     assert ImportJob.objects.count() == 1
@@ -92,12 +104,18 @@ def test_annotator_cannot_browse_or_upload(project, trajectory, annotator) -> No
 def test_reviewer_and_qa_lead_can_read(project, trajectory, reviewer, qa_lead) -> None:
     for user in (reviewer, qa_lead):
         client = login(user)
-        detail = reverse("trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk})
+        detail = reverse(
+            "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+        )
         assert client.get(detail).status_code == 200
 
 
-def test_trajectory_view_renders_steps_and_escapes_content(project, trajectory, pm_client, django_assert_max_num_queries) -> None:
-    url = reverse("trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk})
+def test_trajectory_view_renders_steps_and_escapes_content(
+    project, trajectory, pm_client, django_assert_max_num_queries
+) -> None:
+    url = reverse(
+        "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
     with django_assert_max_num_queries(8):
         response = pm_client.get(url)
     body = response.content.decode()
@@ -114,7 +132,9 @@ def test_long_observation_is_collapsed(project, pm_client) -> None:
     long = "\n".join(f"line {i}" for i in range(500))
     run_import(project, _record(goal="long one", observation=long))
     trajectory = Trajectory.objects.get(project=project)
-    url = reverse("trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk})
+    url = reverse(
+        "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
     body = pm_client.get(url).content.decode()
     assert "Show all 500 lines" in body
     assert body.index("line 39") < body.index("Show all 500 lines") < body.index("line 40\n")
@@ -142,7 +162,9 @@ def test_list_paginates(project, pm_client) -> None:
 def test_pm_upload_queues_an_import_and_shows_progress(project, pm_client, django_capture_on_commit_callbacks) -> None:
     upload = reverse("trajectories:import_upload", kwargs={"project_slug": project.slug})
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = pm_client.post(upload, {"upload": [SimpleUploadedFile("a.jsonl", _record()), SimpleUploadedFile("b.jsonl", _record("b"))]})
+        response = pm_client.post(
+            upload, {"upload": [SimpleUploadedFile("a.jsonl", _record()), SimpleUploadedFile("b.jsonl", _record("b"))]}
+        )
     assert response.status_code == 302
     assert ImportJob.objects.filter(project=project, status=ImportStatus.QUEUED).count() == 2
     assert len(callbacks) == 2  # one task enqueued per file, after commit
@@ -169,7 +191,9 @@ def test_overview_shows_counts_registry_and_goal_bands(project, pm, pm_client) -
     Tool.objects.create(registry=registry, name="cancel_reservation", parameters={"type": "object"})
     Goal.objects.create(project=project, prompt="p", prompt_sha256="0" * 64, band="composite")
     run_import(project, _record("goal A"))
-    body = pm_client.get(reverse("trajectories:project_overview", kwargs={"project_slug": project.slug})).content.decode()
+    body = pm_client.get(
+        reverse("trajectories:project_overview", kwargs={"project_slug": project.slug})
+    ).content.decode()
     assert "v1 · 1 tools · frozen" in body
     assert "Composite 1" in body and "Atomic 0" in body
     assert "1 in all" in body

@@ -30,9 +30,31 @@ def _database_url() -> str:
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "DATABASE_URL": _database_url(), "MEDIA_ROOT": str(settings.MEDIA_ROOT), **env}
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        **env,
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", "-Q", "default,imports", "--without-heartbeat", "--without-mingle", "--without-gossip"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "-Q",
+            "default,imports",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
         cwd=ROOT,
         env=full_env,
         stdout=log.open("wb"),
@@ -64,7 +86,9 @@ def redis_worker(tmp_path) -> Iterator[Path]:
     log = tmp_path / "worker.log"
     worker = _start_worker({}, log)
     try:
-        _wait_for(lambda: bool(celery_app.control.ping(timeout=0.5)), timeout=60, what="the worker to answer ping", log=log)
+        _wait_for(
+            lambda: bool(celery_app.control.ping(timeout=0.5)), timeout=60, what="the worker to answer ping", log=log
+        )
         yield log
     finally:
         _stop(worker)
@@ -89,7 +113,11 @@ def test_upload_is_imported_by_a_real_worker_on_redis(project, pm, redis_worker)
 @pytest.mark.django_db(transaction=True)
 def test_the_embedded_filesystem_broker_runs_a_real_worker(project, pm, tmp_path) -> None:
     broker_dir = tmp_path / "broker"
-    env = {"STEPWISE_VAR_DIR": str(tmp_path), "CELERY_BROKER_URL": "filesystem://", "CELERY_RESULT_BACKEND": f"file://{tmp_path / 'results'}"}
+    env = {
+        "STEPWISE_VAR_DIR": str(tmp_path),
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_RESULT_BACKEND": f"file://{tmp_path / 'results'}",
+    }
     (tmp_path / "results").mkdir()
     for sub in ("queue", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True)

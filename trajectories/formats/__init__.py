@@ -34,4 +34,13 @@ def importer_detect(head: bytes) -> Importer:
     return IMPORTERS[name]
 
 
-__all__ = ["IMPORTERS", "Importer", "ParsedRun", "RawRecord", "RecordError", "RunStep", "importer_detect", "importer_get"]
+__all__ = [
+    "IMPORTERS",
+    "Importer",
+    "ParsedRun",
+    "RawRecord",
+    "RecordError",
+    "RunStep",
+    "importer_detect",
+    "importer_get",
+]

@@ -88,7 +88,10 @@ def run_to_dict(run: ParsedRun) -> dict[str, Any]:
 
 
 def content_sha256(run_dict: dict[str, Any]) -> str:
-    content = {key: run_dict[key] for key in ("goal", "task", "model", "scaffold", "rollout_id", "trial", "steps", "final_answer", "outcome")}
+    content = {
+        key: run_dict[key]
+        for key in ("goal", "task", "model", "scaffold", "rollout_id", "trial", "steps", "final_answer", "outcome")
+    }
     return sha256_hex(canonical_json(content))
 
 

@@ -39,8 +39,15 @@ def content_text(content: Any, pointer: str) -> str:
                 raise RecordError("a content part must be a string or an object", pointer=f"{pointer}/{i}")
         return "\n".join(out)
     if isinstance(content, dict):
-        return orjson.dumps(content).decode()
-    raise RecordError(f"content must be a string, a list of parts or null, not {type(content).__name__}", pointer=pointer)
+        try:
+            return orjson.dumps(content).decode()
+        except TypeError:
+            raise RecordError(
+                "content holds a value that cannot be stored (an integer beyond 64 bits?)", pointer=pointer
+            ) from None
+    raise RecordError(
+        f"content must be a string, a list of parts or null, not {type(content).__name__}", pointer=pointer
+    )
 
 
 def parse_arguments(value: Any, pointer: str) -> tuple[dict[str, Any] | None, str | None, str]:
@@ -79,12 +86,21 @@ def observation_success(observation: str | None) -> bool | None:
     return True
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _int_or_none(value: Any, pointer: str) -> int | None:
+    """A count the format reported; absent or not a number → None; negative → RecordError."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if value < 0:
+        raise RecordError(f"must be a whole number ≥ 0, not {value}", pointer=pointer)
+    return value
 
 
-def _num_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _num_or_none(value: Any, pointer: str) -> float | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if value < 0:
+        raise RecordError(f"must be a number ≥ 0, not {value}", pointer=pointer)
+    return float(value)
 
 
 def segment_messages(messages: Any, pointer: str = "/messages") -> tuple[list[RunStep], str, str]:
@@ -132,9 +148,11 @@ def segment_messages(messages: Any, pointer: str = "/messages") -> tuple[list[Ru
                         arguments_error=error,
                     )
                     if j == 0:
-                        step.prompt_tokens = _int_or_none(usage.get("prompt_tokens"))
-                        step.completion_tokens = _int_or_none(usage.get("completion_tokens"))
-                        step.cost_usd = _num_or_none(message.get("cost"))
+                        step.prompt_tokens = _int_or_none(usage.get("prompt_tokens"), f"{where}/usage/prompt_tokens")
+                        step.completion_tokens = _int_or_none(
+                            usage.get("completion_tokens"), f"{where}/usage/completion_tokens"
+                        )
+                        step.cost_usd = _num_or_none(message.get("cost"), f"{where}/cost")
                     steps.append(step)
                     unpaired.append(step)
                     if call_id:
@@ -148,9 +166,9 @@ def segment_messages(messages: Any, pointer: str = "/messages") -> tuple[list[Ru
                     plan=plan_extra,
                     tool_name="respond",
                     arguments={"content": text},
-                    prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-                    completion_tokens=_int_or_none(usage.get("completion_tokens")),
-                    cost_usd=_num_or_none(message.get("cost")),
+                    prompt_tokens=_int_or_none(usage.get("prompt_tokens"), f"{where}/usage/prompt_tokens"),
+                    completion_tokens=_int_or_none(usage.get("completion_tokens"), f"{where}/usage/completion_tokens"),
+                    cost_usd=_num_or_none(message.get("cost"), f"{where}/cost"),
                 )
                 steps.append(step)
                 unpaired = []

@@ -57,7 +57,9 @@ class OpenAIChatImporter:
             task={"instance_id": str(metadata["instance_id"])} if metadata.get("instance_id") else None,
             model=_text(metadata.get("model") or value.get("model"), "/metadata/model"),
             scaffold=_text(metadata.get("scaffold"), "/metadata/scaffold"),
-            rollout_id=_text(metadata.get("rollout_id") or metadata.get("id") or value.get("id"), "/metadata/rollout_id"),
+            rollout_id=_text(
+                metadata.get("rollout_id") or metadata.get("id") or value.get("id"), "/metadata/rollout_id"
+            ),
             trial=_trial(metadata.get("trial")),
             final_answer=final_answer,
             outcome=_outcome(metadata.get("reward", value.get("reward"))),

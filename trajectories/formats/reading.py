@@ -122,9 +122,8 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
     while True:
         skip_ws()
         if pos >= len(buf):
-            yield RecordError(
-                f"the file ends inside the array, after element {index} (truncated?)", where=f"line {line}", line=line
-            )
+            after = f"after element {index - 1}" if index else "before its first element"
+            yield RecordError(f"the file ends inside the array, {after} (truncated?)", where=f"line {line}", line=line)
             return
         if buf[pos] == "]":
             pos += 1
@@ -135,11 +134,20 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
         if index > 0:
             if buf[pos] != ",":
                 yield RecordError(
-                    f"expected ',' or ']' after element {index - 1}, found {buf[pos]!r}", where=f"line {line}", line=line
+                    f"expected ',' or ']' after element {index - 1}, found {buf[pos]!r}",
+                    where=f"line {line}",
+                    line=line,
                 )
                 return
             pos += 1
             skip_ws()
+            if pos >= len(buf):
+                yield RecordError(
+                    f"the file ends inside the array, after element {index - 1} and a ',' (truncated?)",
+                    where=f"line {line}",
+                    line=line,
+                )
+                return
         start_line = line
         where = f"element {index} (line {start_line})"
         while True:
@@ -148,7 +156,13 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
                 break
             except json.JSONDecodeError as exc:
                 # More data can only help when the fault is at the end of what has been read.
-                incomplete = not eof and (exc.msg.startswith("Unterminated string") or exc.pos >= len(buf) - 64)
+                at_end = exc.msg.startswith("Unterminated string") or not buf[exc.pos :].strip()
+                incomplete = not eof and (at_end or exc.pos >= len(buf) - 64)
+                if eof and at_end:
+                    yield RecordError(
+                        f"the file ends inside element {index} (truncated?): {exc.msg}", where=where, line=start_line
+                    )
+                    return
                 if not incomplete:
                     line_at = start_line + buf.count("\n", pos, exc.pos)
                     col = exc.pos - (buf.rfind("\n", 0, exc.pos) + 1) + 1
@@ -159,7 +173,9 @@ def iter_json_array(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
                     )
                     return
                 if len(buf) - pos > MAX_RECORD_BYTES:
-                    yield RecordError(f"record is larger than {MAX_RECORD_BYTES >> 20} MB", where=where, line=start_line)
+                    yield RecordError(
+                        f"record is larger than {MAX_RECORD_BYTES >> 20} MB", where=where, line=start_line
+                    )
                     return
                 fill(True)
         text = buf[pos:end]

@@ -46,11 +46,15 @@ class StepwiseImporter:
         value = loads_located(record.raw, record.where, record.line)
         error = best_match(validator().iter_errors(value))
         if error is not None:
-            raise RecordError(f"{error.message} (schema rule: {error.validator})", pointer=_pointer(error.absolute_path))
+            raise RecordError(
+                f"{error.message} (schema rule: {error.validator})", pointer=_pointer(error.absolute_path)
+            )
         steps = []
         for i, s in enumerate(value["steps"]):
             if s["index"] != i:
-                raise RecordError(f"steps must be numbered 0, 1, …; found {s['index']} at position {i}", pointer=f"/steps/{i}/index")
+                raise RecordError(
+                    f"steps must be numbered 0, 1, …; found {s['index']} at position {i}", pointer=f"/steps/{i}/index"
+                )
             call = s["tool_call"] or {}
             arguments = s["arguments"]
             raw = s.get("arguments_raw")

@@ -43,7 +43,9 @@ fi
 echo "== ruff";        .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== layers";      .venv/bin/lint-imports
-echo "== migrations";  .venv/bin/python manage.py makemigrations --check --dry-run -v1
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
+echo "== migrations";  DATABASE_URL="sqlite:///$SCRATCH/check.sqlite3" .venv/bin/python manage.py makemigrations --check --dry-run -v1
 echo "== mypy";        .venv/bin/mypy config core trajectories verification annotation audit exports demo
 
 run_pytest() {
@@ -57,6 +59,4 @@ run_pytest() {
 echo "== pytest on PostgreSQL"
 run_pytest -q
 echo "== pytest smoke pass on SQLite (the embedded default)"
-SMOKE_DIR=$(mktemp -d)
-trap 'rm -rf "$SMOKE_DIR"' EXIT
-DATABASE_URL="sqlite:///$SMOKE_DIR/smoke.sqlite3" run_pytest -q -m smoke
+DATABASE_URL="sqlite:///$SCRATCH/smoke.sqlite3" run_pytest -q -m smoke

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -81,3 +83,15 @@ def login(user) -> Client:
 @pytest.fixture
 def pm_client(pm) -> Client:
     return login(pm)
+
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The real agent-run files beside the checkout (CI has them); missing is a failure, not a skip."""
+    assert SAMPLES.is_dir(), (
+        f"the samples folder is missing: {SAMPLES} (it lives beside the checkout as shared/samples)"
+    )
+    return SAMPLES

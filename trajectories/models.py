@@ -110,6 +110,9 @@ class SweTask(models.Model):
         max_length=16, choices=ReproductionStatus.choices, default=ReproductionStatus.PENDING
     )
     contamination_flags = models.JSONField(default=list, blank=True)
+    contamination_override = models.TextField(
+        blank=True, help_text="Why a project manager let a flagged task into annotation anyway."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -162,6 +165,9 @@ class ImportJob(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     unknown_tool_calls = models.PositiveIntegerField(default=0)
+    scrubbed = models.JSONField(
+        default=dict, blank=True, help_text="Secrets removed before storage: {where they were: how many}."
+    )
     errors = models.JSONField(default=list, blank=True, help_text="Located errors, the first 1,000.")
     error = models.TextField(blank=True, help_text="Why the whole job failed, if it did.")
     created_by = models.ForeignKey(
@@ -223,6 +229,9 @@ class Trajectory(models.Model):
     outcome_reward = models.FloatField(null=True, blank=True)
     outcome = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    alternatives = models.JSONField(
+        default=list, blank=True, help_text="Branches the agent explored and abandoned (e.g. ToolBench DFSDT)."
+    )
     status = models.CharField(max_length=16, choices=TrajectoryStatus.choices, default=TrajectoryStatus.IMPORTED)
     step_count = models.PositiveIntegerField(default=0)
     unknown_tool_count = models.PositiveIntegerField(default=0)

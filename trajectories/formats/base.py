@@ -76,6 +76,8 @@ class ParsedRun:
     outcome: dict[str, Any] = field(default_factory=dict)  # {reward, details}
     metadata: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
+    alternatives: list[dict[str, Any]] = field(default_factory=list)  # abandoned branches, as the source gave them
+    scrubbed: dict[str, int] = field(default_factory=dict)  # secrets removed: {JSON pointer: count}
 
 
 class Importer(Protocol):

@@ -132,7 +132,34 @@ def spans(run: ParsedRun) -> list[tuple[int, int]]:
     result = []
     for number, step in enumerate(run.steps, start=1):
         start = offset
-        for piece in _step_pieces(step, number):
-            offset += len(piece)
+        offset += _step_length(step, number)
         result.append((start, offset))
     return result
+
+
+def _text_len(value: Any) -> int:
+    return len(value) if type(value) is str else len(f"{value}")
+
+
+def _step_length(step: RunStep, number: int) -> int:
+    """len() of the step's block as _step_pieces writes it, by arithmetic.
+
+    Every imported step goes through here; adding up lengths is cheaper than formatting
+    pieces (a step's state repeats the whole system prompt) only to measure them.
+    """
+    length = len(f"STEP {number} · {step.kind}") + 2  # the line, and the blank line that ends the block
+    if step.tool_name:
+        length += 3 + len(step.tool_name)  # " · <tool>" on the STEP line
+    if step.state:
+        length += 6  # "STATE\n"
+        for message in step.state:
+            length += _text_len(message.get("role", "")) + _text_len(message.get("content", "")) + 3
+    if step.plan:
+        length += 6 + _text_len(step.plan)  # "PLAN\n<plan>\n"
+    if step.tool_name:
+        length += 7 + len(step.tool_name) + len(_arguments_text(step))  # "CALL <tool> <arguments>\n"
+    if step.observation is not None:
+        length += 13 + _text_len(step.observation)  # "OBSERVATION\n<observation>\n"
+    if step.reflection:
+        length += 12 + _text_len(step.reflection)  # "REFLECTION\n<reflection>\n"
+    return length

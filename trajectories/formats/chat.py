@@ -76,7 +76,9 @@ def observation_success(observation: str | None) -> bool | None:
     if _ERROR_START.match(observation):
         return False
     head = observation.lstrip()[:1]
-    if head == "{":
+    # Parsing a large observation only to look for an "error" key is the costly part: without the
+    # word "error" (or a \u escape that could spell it), no such key can be there.
+    if head == "{" and ("error" in observation or "\\u" in observation):
         try:
             parsed = orjson.loads(observation)
         except orjson.JSONDecodeError:

@@ -209,3 +209,17 @@ def sniff_container(head: bytes) -> str:
             return "document"
         return "jsonl"
     return ""
+
+
+def iter_document(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
+    """A file that is one JSON document (e.g. a SWE-agent .traj): one record, size-bounded."""
+    data = stream.read(MAX_RECORD_BYTES + 1)
+    if len(data) > MAX_RECORD_BYTES:
+        yield RecordError(f"the document is larger than {MAX_RECORD_BYTES >> 20} MB", where="line 1", line=1)
+        return
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    if not data.strip():
+        yield RecordError("the file is empty", where="line 1", line=1)
+        return
+    yield RawRecord(raw=data, where="document", line=1, index=0)

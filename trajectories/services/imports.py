@@ -6,11 +6,17 @@ import gzip
 import hashlib
 import logging
 import os
+import struct
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, cast
 
+import orjson
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -23,6 +29,7 @@ from core.models import Project
 from core.services import audit_record
 from trajectories.formats import IMPORTERS, Importer, RecordError, importer_detect, importer_get
 from trajectories.formats.reading import open_maybe_gzip
+from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
 from trajectories.models import ImportJob, ImportStatus, SourceFile, ToolRegistry
 from trajectories.services.storage import BatchWriter, PreparedRun, prepare
@@ -46,7 +53,7 @@ def source_file_store(*, actor: UserLike, project: Project, name: str, stream: I
     size = 0
     with tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".gz", delete=False) as tmp:
         try:
-            with gzip.GzipFile(fileobj=tmp, mode="wb", compresslevel=1, mtime=0) as gz:
+            with _ParallelGzip(tmp) as gz:
                 while chunk := stream.read(1 << 20):
                     digest.update(chunk)
                     size += len(chunk)
@@ -61,14 +68,73 @@ def source_file_store(*, actor: UserLike, project: Project, name: str, stream: I
             if existing is not None:
                 return existing
             with transaction.atomic():
-                source = SourceFile(project=project, name=os.path.basename(name)[:255] or "upload", sha256=sha, size=size, uploaded_by=_actor(actor))
+                source = SourceFile(
+                    project=project,
+                    name=os.path.basename(name)[:255] or "upload",
+                    sha256=sha,
+                    size=size,
+                    uploaded_by=_actor(actor),
+                )
                 with open(tmp.name, "rb") as stored:
                     source.stored.save(f"{sha}.gz", File(stored), save=False)
                 source.save()
-                audit_record(actor=actor, verb="source_file.store", target=source, project=project, after={"name": source.name, "sha256": sha, "size": size})
+                audit_record(
+                    actor=actor,
+                    verb="source_file.store",
+                    target=source,
+                    project=project,
+                    after={"name": source.name, "sha256": sha, "size": size},
+                )
             return source
         finally:
             os.unlink(tmp.name)
+
+
+class _ParallelGzip:
+    """A gzip writer (level 1, mtime 0) that deflates the 1 MB chunks it is given on two threads.
+
+    Storing an upload is otherwise one core deflating while the rest of the import waits. Each
+    chunk is deflated on its own and ends on a sync flush, so that the pieces written in order
+    make a single deflate stream, the way pigz works: the result is an ordinary gzip file.
+    """
+
+    WORKERS = 2
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="gzip")
+        self._pending: deque[Future[bytes]] = deque()
+        self._crc = 0
+        self._size = 0
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff")  # magic, deflate, no flags, mtime 0, fastest, OS unknown
+
+    def __enter__(self) -> _ParallelGzip:
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._crc = zlib.crc32(chunk, self._crc)
+        self._size += len(chunk)
+        self._pending.append(self._pool.submit(_deflate_chunk, chunk))
+        while len(self._pending) > self.WORKERS:  # at most a few MB in flight
+            self._out.write(self._pending.popleft().result())
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                while self._pending:
+                    self._out.write(self._pending.popleft().result())
+                self._out.write(_DEFLATE_END)
+                self._out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def _deflate_chunk(chunk: bytes) -> bytes:
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflate.compress(chunk) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+_DEFLATE_END = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # an empty last block
 
 
 def _tmp_dir() -> str:
@@ -92,7 +158,13 @@ def import_job_create(
             bytes_total=source.size,
             created_by=_actor(actor),
         )
-        audit_record(actor=actor, verb="import.create", target=job, project=project, after={"file": source.name, "format": format_name or "detect"})
+        audit_record(
+            actor=actor,
+            verb="import.create",
+            target=job,
+            project=project,
+            after={"file": source.name, "format": format_name or "detect"},
+        )
         transaction.on_commit(lambda: current_app.send_task(IMPORT_TASK, args=[job.pk]))
     return job
 
@@ -150,14 +222,21 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
         job.records_seen = job.trajectories_imported = job.steps_imported = job.duplicates = 0
         job.rejected = job.unknown_tool_calls = job.bytes_done = 0
         job.errors = []
+        job.scrubbed = {}
         job.save(update_fields=["status", "started_at", *_PROGRESS_FIELDS])
     try:
         with job.source_file.stored.open("rb") as stored, gzip.GzipFile(fileobj=stored, mode="rb") as plain:
             _run(job, cast(IO[bytes], plain), on_progress)
     except Exception as exc:  # the job must end in a state a person can read, whatever happened
         logger.exception("import job %s failed", job_id)
-        message = str(exc) if isinstance(exc, RecordError) else f"the import stopped on an internal error ({type(exc).__name__}); rows already committed are complete"
-        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, error=message, finished_at=timezone.now())
+        message = (
+            str(exc)
+            if isinstance(exc, RecordError)
+            else f"the import stopped on an internal error ({type(exc).__name__}); rows already committed are complete"
+        )
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportStatus.FAILED, error=message, finished_at=timezone.now()
+        )
         job.refresh_from_db()
         return job
     return job
@@ -170,12 +249,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
     try:
         importer: Importer = importer_get(job.format_requested) if job.format_requested else importer_detect(head)
     except RecordError as exc:
-        job.errors = [exc.as_dict()]
-        job.rejected = 1 if head.strip() else 0
-        job.error = f"{job.source_file.name}: {exc}"
-        job.status = ImportStatus.FAILED
-        job.finished_at = timezone.now()
-        job.save(update_fields=["errors", "rejected", "error", "status", "finished_at"])
+        _fail(job, exc)
         return
     job.format_detected = importer.name
     job.save(update_fields=["format_detected"])
@@ -191,6 +265,8 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
     batch_steps = 0
     created_ids: list[int] = []
     last_progress = time.monotonic()
+    bytes_read = 0
+    secrets: set[str] = set()
 
     def flush() -> None:
         nonlocal batch, batch_steps, last_progress
@@ -201,32 +277,37 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             job.steps_imported += result.steps
             job.duplicates += result.duplicates
             job.unknown_tool_calls += result.unknown_tool_calls
+            for refused in result.rejected:
+                _reject(job, refused)
             batch, batch_steps = [], 0
-        job.bytes_done = min(counting.count, job.bytes_total)
+        job.bytes_done = min(bytes_read, job.bytes_total)
         job.save(update_fields=_PROGRESS_FIELDS)
         last_progress = time.monotonic()
         if on_progress:
             on_progress(job)
 
-    for item in importer.records(counting):  # type: ignore[arg-type]
-        job.records_seen += 1
-        if isinstance(item, RecordError):
-            _reject(job, item)
-            continue
-        try:
-            prepared = prepare(item, importer.parse(item))
-        except RecordError as exc:
-            exc.where = exc.where or item.where
-            exc.line = exc.line or item.line
-            _reject(job, exc)
-            continue
-        batch.append(prepared)
-        batch_steps += len(prepared.run.steps)
-        if batch_steps >= BATCH_STEPS or len(batch) >= BATCH_RUNS or time.monotonic() - last_progress > 5:
-            flush()
-    if job.records_seen == 0 and not job.errors:
-        _reject(job, RecordError("the file holds no records", where="line 1", line=1))
+    # Reading and parsing run one batch ahead in a thread of their own, so that they go on
+    # while this thread waits for PostgreSQL to take the previous batch (see _ReadAhead).
+    with _ReadAhead(_prepared_runs(importer, counting), limit=BATCH_STEPS) as prepared_runs:
+        for position, prepared in prepared_runs:
+            bytes_read = position  # what flush() reports as done
+            job.records_seen += 1
+            if isinstance(prepared, RecordError):
+                _reject(job, prepared)
+                continue
+            for pointer in prepared.run.scrubbed:
+                job.scrubbed[pointer] = job.scrubbed.get(pointer, 0) + 1
+            secrets |= prepared.secrets
+            batch.append(prepared)
+            batch_steps += len(prepared.run.steps)
+            if batch_steps >= BATCH_STEPS or len(batch) >= BATCH_RUNS or time.monotonic() - last_progress > 5:
+                flush()
     flush()
+    if job.records_seen == 0:
+        _fail(job, RecordError("the file holds no records", where="line 1", line=1))
+        return
+    if secrets:
+        _scrub_source_file(job.source_file, secrets)
     job.status = ImportStatus.DONE
     job.finished_at = timezone.now()
     job.bytes_done = job.bytes_total
@@ -244,10 +325,157 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         transaction.on_commit(lambda: fire_trajectories_imported(project_id, created_ids))
 
 
+def _prepared_runs(importer: Importer, counting: _Counting) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+    """Each record parsed and prepared (or the located error that rejects it), with the bytes read so far."""
+    for item in importer.records(counting):  # type: ignore[arg-type]
+        if isinstance(item, RecordError):
+            yield counting.count, item
+            continue
+        try:
+            prepared = prepare(item, importer.parse(item))
+        except RecordError as exc:
+            exc.where = exc.where or item.where
+            exc.line = exc.line or item.line
+            yield counting.count, exc
+            continue
+        except Exception as exc:  # an importer's own fault costs this record, not the file
+            logger.exception("importer %s failed on %s", importer.name, item.where)
+            yield (
+                counting.count,
+                RecordError(
+                    f"this record could not be read ({type(exc).__name__}); it was skipped",
+                    where=item.where,
+                    line=item.line,
+                ),
+            )
+            continue
+        yield counting.count, prepared
+
+
+_END = object()
+
+
+class _ReadAhead:
+    """The items of an iterator, produced by a background thread up to `limit` steps ahead.
+
+    The import is CPU-bound in Python while it parses and mostly idle while PostgreSQL takes a
+    batch (COPY, the deferred foreign-key checks at commit); libpq waits release the GIL, so the
+    two overlap when parsing runs in a thread of its own. That thread never touches the
+    database; items come out in order, and an exception it raises is raised here, in its turn.
+    Memory stays bounded: at most about one batch (`limit` steps; a rejected record counts as
+    one) waits in the queue.
+    """
+
+    def __init__(self, items: Iterator[tuple[int, PreparedRun | RecordError]], *, limit: int) -> None:
+        self._items = items
+        self._limit = limit
+        self._ahead = 0  # steps produced and not yet taken
+        self._queue: deque[tuple[Any, int, BaseException | None]] = deque()
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._produce, name="import-read-ahead", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+        self._thread.start()
+        return self._consume()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+        self._thread.join()
+
+    def _produce(self) -> None:
+        error: BaseException | None = None
+        try:
+            for item in self._items:
+                weight = len(item[1].run.steps) if isinstance(item[1], PreparedRun) else 1
+                with self._changed:
+                    while self._ahead >= self._limit and not self._stopped:
+                        self._changed.wait()
+                    if self._stopped:
+                        return
+                    self._queue.append((item, weight, None))
+                    self._ahead += weight
+                    self._changed.notify_all()
+        except BaseException as exc:  # handed to the consumer, raised there
+            error = exc
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+        with self._changed:
+            self._queue.append((_END, 0, error))
+            self._changed.notify_all()
+
+    def _consume(self) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                item, weight, error = self._queue.popleft()
+                self._ahead -= weight
+                self._changed.notify_all()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+
+
 _PROGRESS_FIELDS = [
-    "records_seen", "trajectories_imported", "steps_imported", "duplicates", "rejected",
-    "unknown_tool_calls", "errors", "bytes_done",
+    "records_seen",
+    "trajectories_imported",
+    "steps_imported",
+    "duplicates",
+    "rejected",
+    "unknown_tool_calls",
+    "scrubbed",
+    "errors",
+    "bytes_done",
 ]
+
+
+def _fail(job: ImportJob, error: RecordError) -> None:
+    """The whole file cannot be imported (no record was read): say why, count nothing."""
+    job.error = f"{job.source_file.name}: {error}"
+    job.status = ImportStatus.FAILED
+    job.finished_at = timezone.now()
+    job.bytes_done = job.bytes_total
+    with transaction.atomic():
+        job.save(update_fields=[*_PROGRESS_FIELDS, "error", "status", "finished_at"])
+        audit_record(
+            actor=job.created_by, verb="import.fail", target=job, project=job.project, after={"error": job.error}
+        )
+
+
+def _scrub_source_file(source: SourceFile, secrets: set[str]) -> None:
+    """Take the scrubbed secrets out of the stored upload too (its sha256 stays the original's,
+    so the same upload is still recognised)."""
+    literals = [orjson.dumps(s)[1:-1] for s in secrets]  # as they appear inside JSON strings
+    overlap = max(len(x) for x in literals)
+    with tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".gz", delete=False) as tmp:
+        try:
+            with source.stored.open("rb") as stored, gzip.GzipFile(fileobj=stored, mode="rb") as outer:
+                plain = open_maybe_gzip(cast(IO[bytes], outer))  # an upload that was itself gzipped
+                with gzip.GzipFile(fileobj=tmp, mode="wb", compresslevel=1, mtime=0) as out:
+                    carry = b""
+                    while chunk := plain.read(1 << 20):
+                        data = carry + chunk
+                        for literal in literals:
+                            data = data.replace(literal, SCRUBBED.encode())
+                        carry, data = data[-overlap:], data[:-overlap]
+                        out.write(data)
+                    for literal in literals:
+                        carry = carry.replace(literal, SCRUBBED.encode())
+                    out.write(carry)
+            tmp.flush()
+            name = source.stored.name or f"{source.sha256}.gz"
+            source.stored.delete(save=False)
+            with open(tmp.name, "rb") as scrubbed:
+                source.stored.save(os.path.basename(name), File(scrubbed), save=True)
+        finally:
+            os.unlink(tmp.name)
 
 
 def _reject(job: ImportJob, error: RecordError) -> None:
@@ -267,6 +495,7 @@ def import_report(job: ImportJob) -> dict[str, Any]:
         "duplicates": job.duplicates,
         "rejected": job.rejected,
         "unknown_tool_calls": job.unknown_tool_calls,
+        "scrubbed": job.scrubbed,
         "errors": job.errors,
         "error": job.error,
     }

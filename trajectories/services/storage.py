@@ -7,18 +7,31 @@ Both write the same values.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.db import connection, transaction
+import psycopg
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.copy import LibpqWriter
 
 from core.models import Project
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import content_sha256, run_to_dict, sha256_hex, spans
+from trajectories.formats.scrub import SCRUBBED, scrub
 from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
+
+# COPY data is handed to libpq without waiting for the server until this much is pending: the
+# server then ingests rows while we build the next ones, instead of both taking turns.
+COPY_FLUSH_BYTES = 8 << 20
+# What a refused write raises: Django's wrapper, or psycopg's own error from COPY on the raw cursor.
+DB_ERRORS = (DatabaseError, psycopg.Error)
+# …unless the database is gone, which no record is to blame for: then the import stops (and can
+# be run again: what was committed comes back as duplicates).
+LOST_CONNECTION = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @dataclass(slots=True)
@@ -27,8 +40,10 @@ class PreparedRun:
     run: ParsedRun
     content_sha256: str
     payload_sha256: str
+    payload: bytes  # the record's bytes, zlib-compressed
     spans: list[tuple[int, int]]
     times: list[tuple[datetime | None, datetime | None]]
+    secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
 
 
 def _parse_time(value: str | None, pointer: str) -> datetime | None:
@@ -41,8 +56,75 @@ def _parse_time(value: str | None, pointer: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+INT4_MAX = 2**31 - 1
+# Identifiers that must fit their column whole: cutting one could merge two different things.
+
+
+def _check_run(run: ParsedRun) -> None:
+    """RecordError for values no column can take (lengths, 32-bit integers)."""
+    for label, value, limit in (
+        ("model", run.model, 200),
+        ("scaffold", run.scaffold, 100),
+        ("rollout id", run.rollout_id, 200),
+        ("goal id", (run.goal or {}).get("external_id") or "", 200),
+    ):
+        if len(value) > limit:
+            raise RecordError(f"the {label} is {len(value)} characters long; at most {limit} are kept")
+    if run.trial is not None and not -INT4_MAX <= run.trial <= INT4_MAX:
+        raise RecordError(f"trial {run.trial} is out of range (at most {INT4_MAX})")
+    for i, step in enumerate(run.steps):
+        for label, text, limit in (
+            ("tool name", step.tool_name, 200),
+            ("tool call id", step.tool_call_id, 200),
+            ("turn id", step.turn_id, 100),
+        ):
+            if len(text) > limit:
+                raise RecordError(f"step {i}: the {label} is {len(text)} characters long; at most {limit} are kept")
+        for label, count in (("prompt tokens", step.prompt_tokens), ("completion tokens", step.completion_tokens)):
+            if count is not None and not 0 <= count <= INT4_MAX:
+                raise RecordError(f"step {i}: {label} {count} is out of range (0 to {INT4_MAX})")
+
+
+def _clean_run(run: ParsedRun) -> None:
+    """NUL out of every text the database keeps (the stored payload keeps the original bytes)."""
+    run.model, run.scaffold, run.rollout_id = (_clean_text(v) or "" for v in (run.model, run.scaffold, run.rollout_id))
+    if run.goal:
+        run.goal = _scrub_nul(run.goal)
+    if run.task:
+        run.task = _scrub_nul(run.task)
+    for step in run.steps:
+        step.tool_name = _clean_text(step.tool_name) or ""
+        step.tool_call_id = _clean_text(step.tool_call_id) or ""
+        step.turn_id = _clean_text(step.turn_id) or ""
+        step.arguments_error = _clean_text(step.arguments_error) or ""
+
+
+def _scrub_payload(raw: bytes, secrets: set[str]) -> bytes:
+    """The record's bytes with each secret's JSON string literal replaced by "[scrubbed]"."""
+    for secret in secrets:
+        raw = raw.replace(orjson.dumps(secret), b'"' + SCRUBBED.encode() + b'"')
+    return raw
+
+
 def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
-    """Hash and locate a parsed run. Raises RecordError for values the database cannot take."""
+    """Validate, hash, compress and locate a parsed run; RecordError for what cannot be stored.
+
+    All of this is done without the database, so the import does it on its reading thread,
+    leaving the writing thread to feed PostgreSQL (see imports._ReadAhead). Secrets in the
+    metadata are scrubbed here, from the metadata and from the stored payload alike.
+    """
+    _check_run(run)
+    try:
+        content = content_sha256(run_to_dict(run))
+        for value in (run.metadata, run.outcome, run.alternatives):
+            orjson.dumps(value)
+    except TypeError:
+        raise RecordError(
+            "the record holds a value that cannot be stored (a lone surrogate escape or an integer beyond 64 bits)"
+        ) from None
+    run.metadata, found = scrub(run.metadata, pointer="/metadata")
+    run.scrubbed = found.where
+    _clean_run(run)
     times = []
     for i, step in enumerate(run.steps):
         times.append(
@@ -51,11 +133,14 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
                 _parse_time(step.ended_at, f"/steps/{i}/timing/ended_at"),
             )
         )
+    raw = _scrub_payload(record.raw, found.values) if found.values else record.raw
     return PreparedRun(
         record=record,
         run=run,
-        content_sha256=content_sha256(run_to_dict(run)),
-        payload_sha256=sha256_hex(record.raw),
+        content_sha256=content,
+        payload_sha256=sha256_hex(raw),
+        payload=zlib.compress(raw, 1),
+        secrets=found.values,
         spans=spans(run),
         times=times,
     )
@@ -93,12 +178,21 @@ class BatchResult:
     steps: int
     duplicates: int
     unknown_tool_calls: int
+    rejected: list[RecordError] = field(default_factory=list)  # records the database refused
 
 
 class BatchWriter:
     """Writes prepared runs of one project; goals, tasks and tools are resolved per batch."""
 
-    def __init__(self, *, project: Project, source_file: SourceFile | None, importer_name: str, importer_version: str, tools: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        *,
+        project: Project,
+        source_file: SourceFile | None,
+        importer_name: str,
+        importer_version: str,
+        tools: dict[str, int] | None,
+    ) -> None:
         self.project = project
         self.source_file = source_file
         self.importer_name = importer_name
@@ -107,6 +201,37 @@ class BatchWriter:
         self.use_copy = connection.vendor == "postgresql"
 
     def write(self, batch: list[PreparedRun]) -> BatchResult:
+        """Write the batch in one transaction. Should the database refuse it, write the records one
+        by one, so that only the refused ones are lost, each reported where it was in the file."""
+        try:
+            return self._write(batch)
+        except LOST_CONNECTION:
+            raise
+        except DB_ERRORS:
+            pass  # find the record(s) it refused
+        total = BatchResult([], 0, 0, 0)
+        for prepared in batch:
+            try:
+                one = self._write([prepared])
+            except LOST_CONNECTION:
+                raise
+            except DB_ERRORS as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                total.rejected.append(
+                    RecordError(
+                        f"the database refused this record: {reason}",
+                        where=prepared.record.where,
+                        line=prepared.record.line,
+                    )
+                )
+                continue
+            total.trajectory_ids += one.trajectory_ids
+            total.steps += one.steps
+            total.duplicates += one.duplicates
+            total.unknown_tool_calls += one.unknown_tool_calls
+        return total
+
+    def _write(self, batch: list[PreparedRun]) -> BatchResult:
         with transaction.atomic():
             fresh, duplicates = self._drop_duplicates(batch)
             if not fresh:
@@ -122,7 +247,9 @@ class BatchWriter:
     def _drop_duplicates(self, batch: list[PreparedRun]) -> tuple[list[PreparedRun], int]:
         hashes = {p.content_sha256 for p in batch}
         existing = set(
-            Trajectory.objects.filter(project=self.project, content_sha256__in=hashes).values_list("content_sha256", flat=True)
+            Trajectory.objects.filter(project=self.project, content_sha256__in=hashes).values_list(
+                "content_sha256", flat=True
+            )
         )
         fresh, seen = [], set(existing)
         for prepared in batch:
@@ -148,10 +275,14 @@ class BatchWriter:
             else:
                 keys.append(("", ""))
         found: dict[tuple[str, str], int] = {}
-        for goal_id, external in Goal.objects.filter(project=self.project, external_id__in=list(by_external)).values_list("id", "external_id"):
+        for goal_id, external in Goal.objects.filter(
+            project=self.project, external_id__in=list(by_external)
+        ).values_list("id", "external_id"):
             found[("e", external)] = goal_id
         for goal_id, digest in (
-            Goal.objects.filter(project=self.project, prompt_sha256__in=list(by_prompt)).order_by("id").values_list("id", "prompt_sha256")
+            Goal.objects.filter(project=self.project, prompt_sha256__in=list(by_prompt))
+            .order_by("id")
+            .values_list("id", "prompt_sha256")
         ):
             found.setdefault(("p", digest), goal_id)
         missing = [(("e", k), p) for k, p in by_external.items() if ("e", k) not in found]
@@ -179,7 +310,9 @@ class BatchWriter:
         wanted = {p.run.task["instance_id"] for p in runs if p.run.task}
         if not wanted:
             return [None] * len(runs)
-        found = dict(SweTask.objects.filter(project=self.project, instance_id__in=wanted).values_list("instance_id", "id"))
+        found = dict(
+            SweTask.objects.filter(project=self.project, instance_id__in=wanted).values_list("instance_id", "id")
+        )
         return [found.get(p.run.task["instance_id"]) if p.run.task else None for p in runs]
 
     def _tool_of(self, step: RunStep) -> tuple[int | None, bool | None]:
@@ -188,7 +321,9 @@ class BatchWriter:
         tool_id = self.tools.get(step.tool_name)
         return tool_id, tool_id is not None
 
-    def _trajectory_values(self, p: PreparedRun, goal_id: int | None, task_id: int | None, unknown: int) -> dict[str, Any]:
+    def _trajectory_values(
+        self, p: PreparedRun, goal_id: int | None, task_id: int | None, unknown: int
+    ) -> dict[str, Any]:
         run = p.run
         reward = run.outcome.get("reward") if isinstance(run.outcome, dict) else None
         return {
@@ -205,73 +340,83 @@ class BatchWriter:
             "trial": run.trial,
             "goal_text": _clean_text(run.goal_text) or "",
             "content_sha256": p.content_sha256,
-            "payload": zlib.compress(p.record.raw, 1),
+            "payload": p.payload,
             "payload_sha256": p.payload_sha256,
             "final_answer": _clean_text(run.final_answer) or "",
-            "outcome_reward": float(reward) if isinstance(reward, int | float) and not isinstance(reward, bool) else None,
+            "outcome_reward": float(reward)
+            if isinstance(reward, int | float) and not isinstance(reward, bool)
+            else None,
             "outcome": run.outcome,
             "metadata": run.metadata,
+            "alternatives": run.alternatives,
             "status": TrajectoryStatus.IMPORTED,
             "step_count": len(run.steps),
             "unknown_tool_count": unknown,
         }
 
-    def _step_values(self, p: PreparedRun, i: int, step: RunStep) -> dict[str, Any]:
+    def _step_row(self, p: PreparedRun, i: int, step: RunStep, json: Callable[[Any], Any]) -> tuple[Any, ...]:
+        """The step's values in STEP_FIELDS order, its JSON columns passed through `json`.
+
+        A tuple rather than a dict: this runs once per step, on the import's critical path.
+        """
         tool_id, known = self._tool_of(step)
         started, ended = p.times[i]
         start, end = p.spans[i]
-        return {
-            "index": i,
-            "kind": step.kind,
-            "turn_id": step.turn_id[:100],
-            "state": step.state,
-            "plan": _clean_text(step.plan),
-            "tool_name": step.tool_name[:200],
-            "tool_call_id": step.tool_call_id[:200],
-            "tool_id": tool_id,
-            "tool_known": known,
-            "arguments": step.arguments,
-            "arguments_raw": _clean_text(step.arguments_raw),
-            "arguments_error": step.arguments_error[:300],
-            "observation": _clean_text(step.observation),
-            "reflection": _clean_text(step.reflection),
-            "success_flag": step.success_flag,
-            "started_at": started,
-            "ended_at": ended,
-            "latency_ms": step.latency_ms,
-            "prompt_tokens": step.prompt_tokens,
-            "completion_tokens": step.completion_tokens,
-            "cost_usd": step.cost_usd,
-            "char_start": start,
-            "char_end": end,
-        }
+        return (
+            i,
+            step.kind,
+            step.turn_id[:100],
+            json(step.state),
+            _clean_text(step.plan),
+            step.tool_name[:200],
+            step.tool_call_id[:200],
+            tool_id,
+            known,
+            json(step.arguments),
+            _clean_text(step.arguments_raw),
+            step.arguments_error[:300],
+            _clean_text(step.observation),
+            _clean_text(step.reflection),
+            step.success_flag,
+            started,
+            ended,
+            step.latency_ms,
+            step.prompt_tokens,
+            step.completion_tokens,
+            step.cost_usd,
+            start,
+            end,
+        )
 
     def _unknown(self, run: ParsedRun) -> int:
         if self.tools is None:
             return 0
         return sum(1 for s in run.steps if s.kind == "tool_call" and s.tool_name not in self.tools)
 
-    def _bulk_create(self, runs: list[PreparedRun], goal_ids: list[int | None], task_ids: list[int | None]) -> tuple[list[int], int, int]:
+    def _bulk_create(
+        self, runs: list[PreparedRun], goal_ids: list[int | None], task_ids: list[int | None]
+    ) -> tuple[list[int], int, int]:
         trajectories = []
         unknown_total = 0
         for p, goal_id, task_id in zip(runs, goal_ids, task_ids, strict=True):
             unknown = self._unknown(p.run)
             unknown_total += unknown
             values = self._trajectory_values(p, goal_id, task_id, unknown)
-            values["metadata"] = _scrub_nul(values["metadata"])
+            for key in ("metadata", "outcome", "alternatives"):
+                values[key] = _scrub_nul(values[key])
             trajectories.append(Trajectory(**values))
         Trajectory.objects.bulk_create(trajectories, batch_size=500)
         steps = []
         for p, trajectory in zip(runs, trajectories, strict=True):
             for i, step in enumerate(p.run.steps):
-                values = self._step_values(p, i, step)
-                values["state"] = _scrub_nul(values["state"])
-                values["arguments"] = _scrub_nul(values["arguments"])
+                values = dict(zip(STEP_FIELDS, self._step_row(p, i, step, _scrub_nul), strict=True))
                 steps.append(Step(trajectory_id=trajectory.pk, **values))
         Step.objects.bulk_create(steps, batch_size=1000)
         return [t.pk for t in trajectories], len(steps), unknown_total
 
-    def _copy(self, runs: list[PreparedRun], goal_ids: list[int | None], task_ids: list[int | None]) -> tuple[list[int], int, int]:
+    def _copy(
+        self, runs: list[PreparedRun], goal_ids: list[int | None], task_ids: list[int | None]
+    ) -> tuple[list[int], int, int]:
         now = timezone.now()
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
@@ -281,7 +426,9 @@ class BatchWriter:
             )
             ids = [row[0] for row in cursor.fetchall()]
             unknown_total = 0
-            with cursor.copy(f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN") as copy:
+            with cursor.copy(
+                f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
+            ) as copy:
                 for p, trajectory_id, goal_id, task_id in zip(runs, ids, goal_ids, task_ids, strict=True):
                     unknown = self._unknown(p.run)
                     unknown_total += unknown
@@ -290,35 +437,76 @@ class BatchWriter:
                         (
                             trajectory_id,
                             *(
-                                _json_text(v[c]) if c in ("outcome", "metadata") else v[c]
+                                _json_text(v[c]) if c in ("outcome", "metadata", "alternatives") else v[c]
                                 for c in TRAJECTORY_FIELDS
                             ),
                             now,
                         )
                     )
             count = 0
-            with cursor.copy(f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN") as copy:
+            with cursor.copy(
+                f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
+            ) as copy:
                 for p, trajectory_id in zip(runs, ids, strict=True):
                     for i, step in enumerate(p.run.steps):
-                        v = self._step_values(p, i, step)
-                        v["state"] = _json_text(v["state"])
-                        v["arguments"] = _json_text(v["arguments"])
-                        copy.write_row((trajectory_id, *(v[c] for c in STEP_FIELDS)))
-                        count += 1
+                        copy.write_row((trajectory_id, *self._step_row(p, i, step, _json_text)))
+                    count += len(p.run.steps)
         return ids, count, unknown_total
+
+    @staticmethod
+    def _writer(cursor: Any) -> LibpqWriter:
+        return LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
 
 
 TRAJECTORY_FIELDS = (
-    "project_id", "goal_id", "swe_task_id", "source_file_id", "source_pointer", "source_format",
-    "importer_version", "model_name", "scaffold", "rollout_id", "trial", "goal_text", "content_sha256",
-    "payload", "payload_sha256", "final_answer", "outcome_reward", "outcome", "metadata", "status",
-    "step_count", "unknown_tool_count",
+    "project_id",
+    "goal_id",
+    "swe_task_id",
+    "source_file_id",
+    "source_pointer",
+    "source_format",
+    "importer_version",
+    "model_name",
+    "scaffold",
+    "rollout_id",
+    "trial",
+    "goal_text",
+    "content_sha256",
+    "payload",
+    "payload_sha256",
+    "final_answer",
+    "outcome_reward",
+    "outcome",
+    "metadata",
+    "alternatives",
+    "status",
+    "step_count",
+    "unknown_tool_count",
 )
 TRAJECTORY_COLUMNS = ", ".join(("id", *TRAJECTORY_FIELDS, "created_at"))
 STEP_FIELDS = (
-    "index", "kind", "turn_id", "state", "plan", "tool_name", "tool_call_id", "tool_id", "tool_known",
-    "arguments", "arguments_raw", "arguments_error", "observation", "reflection", "success_flag",
-    "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd",
-    "char_start", "char_end",
+    "index",
+    "kind",
+    "turn_id",
+    "state",
+    "plan",
+    "tool_name",
+    "tool_call_id",
+    "tool_id",
+    "tool_known",
+    "arguments",
+    "arguments_raw",
+    "arguments_error",
+    "observation",
+    "reflection",
+    "success_flag",
+    "started_at",
+    "ended_at",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "char_start",
+    "char_end",
 )
 STEP_COLUMNS = ", ".join(("trajectory_id", *(f'"{c}"' for c in STEP_FIELDS)))

@@ -10,7 +10,7 @@ from core.http import AuthenticatedHttpRequest, render_page
 from core.selectors import MANAGE_ROLES, check_role, project_get_for_user
 from trajectories.forms import UploadForm
 from trajectories.models import Band, TrajectoryStatus
-from trajectories.selectors import (
+from trajectories.selectors.runs import (
     TrajectoryFilters,
     can_browse,
     goal_band_counts,

@@ -1,0 +1,1 @@
+"""Reads of the trajectories app that depend on who asks, one module per area."""

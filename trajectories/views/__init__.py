@@ -1,0 +1,1 @@
+"""Views of the trajectories app, one module per area (runs, registries, goals)."""

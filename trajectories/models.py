@@ -124,7 +124,7 @@ class SweTask(models.Model):
 
 
 class SourceFile(models.Model):
-    """An uploaded file, kept byte for byte (gzip-compressed on disk), identified by sha256."""
+    """An uploaded file, kept byte for byte (zstd-compressed on disk), identified by sha256."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="source_files")
     name = models.CharField(max_length=255)
@@ -223,7 +223,7 @@ class Trajectory(models.Model):
     trial = models.IntegerField(null=True, blank=True)
     goal_text = models.TextField(blank=True)
     content_sha256 = models.CharField(max_length=64, help_text="sha256 of the run's canonical JSON.")
-    payload = models.BinaryField(help_text="The record's original bytes, zlib-compressed.")
+    payload = models.BinaryField(help_text="The record's original bytes, zstd-compressed (trajectories.blobs).")
     payload_sha256 = models.CharField(max_length=64)
     final_answer = models.TextField(blank=True)
     outcome_reward = models.FloatField(null=True, blank=True)

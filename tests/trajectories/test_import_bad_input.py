@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from typing import Any
 
 import orjson
@@ -14,6 +13,7 @@ from django.utils import timezone
 from core.models import Project
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
+from trajectories.blobs import unpack
 from trajectories.formats.base import ParsedRun, RunStep
 from trajectories.formats.canonical import run_to_dict
 from trajectories.models import ImportJob, ImportStatus, Step, Tool, ToolRegistry, Trajectory
@@ -297,10 +297,7 @@ def test_a_gzip_upload_imports_the_same_as_the_plain_file(project: Project, pm) 
     assert packed.errors == plain.errors
 
     def stored(p: Project) -> set[tuple[str, bytes, str]]:
-        return {
-            (t.content_sha256, zlib.decompress(t.payload), t.source_pointer)
-            for t in Trajectory.objects.filter(project=p)
-        }
+        return {(t.content_sha256, unpack(t.payload), t.source_pointer) for t in Trajectory.objects.filter(project=p)}
 
     assert stored(other) == stored(project)
     assert len(stored(project)) == 2
@@ -320,7 +317,7 @@ def test_a_nul_character_imports_and_the_payload_keeps_the_original_bytes(projec
     assert step.observation == f"before{nul}after"
     assert trajectory.goal_text == f"ques{nul}tion"
     assert step.state == [{"role": "user", "content": f"ques{nul}tion"}]
-    assert zlib.decompress(trajectory.payload) == line
+    assert unpack(trajectory.payload) == line
     assert_nothing_half_written(project)
 
 

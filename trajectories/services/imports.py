@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import os
-import struct
 import tempfile
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import orjson
 from celery import current_app
@@ -27,6 +23,7 @@ from django.utils import timezone
 
 from core.models import Project
 from core.services import audit_record
+from trajectories.blobs import file_unpack, file_writer
 from trajectories.formats import IMPORTERS, Importer, RecordError, importer_detect, importer_get
 from trajectories.formats.reading import open_maybe_gzip
 from trajectories.formats.scrub import SCRUBBED
@@ -48,12 +45,12 @@ def _actor(user: UserLike) -> User | None:
 
 
 def source_file_store(*, actor: UserLike, project: Project, name: str, stream: IO[bytes]) -> SourceFile:
-    """Keep the upload byte for byte (gzip on disk); the same bytes twice are stored once."""
+    """Keep the upload byte for byte (zstd on disk); the same bytes twice are stored once."""
     digest = hashlib.sha256()
     size = 0
-    with tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".gz", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".zst", delete=False) as tmp:
         try:
-            with _ParallelGzip(tmp) as gz:
+            with file_writer(tmp) as gz:
                 while chunk := stream.read(1 << 20):
                     digest.update(chunk)
                     size += len(chunk)
@@ -76,7 +73,7 @@ def source_file_store(*, actor: UserLike, project: Project, name: str, stream: I
                     uploaded_by=_actor(actor),
                 )
                 with open(tmp.name, "rb") as stored:
-                    source.stored.save(f"{sha}.gz", File(stored), save=False)
+                    source.stored.save(f"{sha}.zst", File(stored), save=False)
                 source.save()
                 audit_record(
                     actor=actor,
@@ -88,53 +85,6 @@ def source_file_store(*, actor: UserLike, project: Project, name: str, stream: I
             return source
         finally:
             os.unlink(tmp.name)
-
-
-class _ParallelGzip:
-    """A gzip writer (level 1, mtime 0) that deflates the 1 MB chunks it is given on two threads.
-
-    Storing an upload is otherwise one core deflating while the rest of the import waits. Each
-    chunk is deflated on its own and ends on a sync flush, so that the pieces written in order
-    make a single deflate stream, the way pigz works: the result is an ordinary gzip file.
-    """
-
-    WORKERS = 2
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self._out = out
-        self._pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="gzip")
-        self._pending: deque[Future[bytes]] = deque()
-        self._crc = 0
-        self._size = 0
-        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff")  # magic, deflate, no flags, mtime 0, fastest, OS unknown
-
-    def __enter__(self) -> _ParallelGzip:
-        return self
-
-    def write(self, chunk: bytes) -> None:
-        self._crc = zlib.crc32(chunk, self._crc)
-        self._size += len(chunk)
-        self._pending.append(self._pool.submit(_deflate_chunk, chunk))
-        while len(self._pending) > self.WORKERS:  # at most a few MB in flight
-            self._out.write(self._pending.popleft().result())
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            if exc_type is None:
-                while self._pending:
-                    self._out.write(self._pending.popleft().result())
-                self._out.write(_DEFLATE_END)
-                self._out.write(struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
-        finally:
-            self._pool.shutdown(cancel_futures=True)
-
-
-def _deflate_chunk(chunk: bytes) -> bytes:
-    deflate = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return deflate.compress(chunk) + deflate.flush(zlib.Z_SYNC_FLUSH)
-
-
-_DEFLATE_END = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS).flush()  # an empty last block
 
 
 def _tmp_dir() -> str:
@@ -225,8 +175,10 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
         job.scrubbed = {}
         job.save(update_fields=["status", "started_at", *_PROGRESS_FIELDS])
     try:
-        with job.source_file.stored.open("rb") as stored, gzip.GzipFile(fileobj=stored, mode="rb") as plain:
-            _run(job, cast(IO[bytes], plain), on_progress)
+        with job.source_file.stored.open("rb") as stored, tempfile.TemporaryFile(dir=_tmp_dir()) as plain:
+            file_unpack(stored, plain)  # a plain, seekable copy reads fastest
+            plain.seek(0)
+            _run(job, plain, on_progress)
     except Exception as exc:  # the job must end in a state a person can read, whatever happened
         logger.exception("import job %s failed", job_id)
         message = (
@@ -454,23 +406,28 @@ def _scrub_source_file(source: SourceFile, secrets: set[str]) -> None:
     so the same upload is still recognised)."""
     literals = [orjson.dumps(s)[1:-1] for s in secrets]  # as they appear inside JSON strings
     overlap = max(len(x) for x in literals)
-    with tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".gz", delete=False) as tmp:
+    with (
+        tempfile.NamedTemporaryFile(dir=_tmp_dir(), suffix=".zst", delete=False) as tmp,
+        tempfile.TemporaryFile(dir=_tmp_dir()) as unpacked,
+    ):
         try:
-            with source.stored.open("rb") as stored, gzip.GzipFile(fileobj=stored, mode="rb") as outer:
-                plain = open_maybe_gzip(cast(IO[bytes], outer))  # an upload that was itself gzipped
-                with gzip.GzipFile(fileobj=tmp, mode="wb", compresslevel=1, mtime=0) as out:
-                    carry = b""
-                    while chunk := plain.read(1 << 20):
-                        data = carry + chunk
-                        for literal in literals:
-                            data = data.replace(literal, SCRUBBED.encode())
-                        carry, data = data[-overlap:], data[:-overlap]
-                        out.write(data)
+            with source.stored.open("rb") as stored:
+                file_unpack(stored, unpacked)
+            unpacked.seek(0)
+            plain = open_maybe_gzip(unpacked)  # an upload that was itself gzipped is kept unzipped
+            with file_writer(tmp) as out:
+                carry = b""
+                while chunk := plain.read(1 << 20):
+                    data = carry + chunk
                     for literal in literals:
-                        carry = carry.replace(literal, SCRUBBED.encode())
-                    out.write(carry)
+                        data = data.replace(literal, SCRUBBED.encode())
+                    carry, data = data[-overlap:], data[:-overlap]
+                    out.write(data)
+                for literal in literals:
+                    carry = carry.replace(literal, SCRUBBED.encode())
+                out.write(carry)
             tmp.flush()
-            name = source.stored.name or f"{source.sha256}.gz"
+            name = source.stored.name or f"{source.sha256}.zst"
             source.stored.delete(save=False)
             with open(tmp.name, "rb") as scrubbed:
                 source.stored.save(os.path.basename(name), File(scrubbed), save=True)

@@ -6,7 +6,6 @@ Both write the same values.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from django.utils import timezone
 from psycopg.copy import LibpqWriter
 
 from core.models import Project
+from trajectories.blobs import pack
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import content_sha256, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
@@ -40,7 +40,7 @@ class PreparedRun:
     run: ParsedRun
     content_sha256: str
     payload_sha256: str
-    payload: bytes  # the record's bytes, zlib-compressed
+    payload: bytes  # the record's bytes, compressed (trajectories.blobs)
     spans: list[tuple[int, int]]
     times: list[tuple[datetime | None, datetime | None]]
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
@@ -139,7 +139,7 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
         run=run,
         content_sha256=content,
         payload_sha256=sha256_hex(raw),
-        payload=zlib.compress(raw, 1),
+        payload=pack(raw),
         secrets=found.values,
         spans=spans(run),
         times=times,

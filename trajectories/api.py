@@ -1,0 +1,105 @@
+"""REST API for runs and imports: the same selectors and services as the pages."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
+from trajectories.models import Step
+from trajectories.selectors.runs import (
+    TrajectoryFilters,
+    import_job_get_for_user,
+    import_jobs_for_user,
+    trajectory_get_for_user,
+    trajectory_list_for_user,
+)
+from trajectories.serializers import (
+    ImportJobSerializer,
+    ImportUploadSerializer,
+    TrajectoryDetailSerializer,
+    TrajectorySerializer,
+)
+from trajectories.services.imports import import_job_create
+
+FILTERS = [OpenApiParameter(name, str, required=False) for name in TrajectoryFilters.__dataclass_fields__]
+
+
+@extend_schema(parameters=FILTERS, responses=TrajectorySerializer(many=True))
+@login_not_required
+@api_view(["GET"])
+def trajectory_list(request: Request, project_slug: str) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=REVIEW_ROLES)
+    filters = TrajectoryFilters(
+        **{k: request.query_params.get(k, "")[:200] for k in TrajectoryFilters.__dataclass_fields__}
+    )
+    qs = trajectory_list_for_user(user=request.user, project=project, role=role, filters=filters)
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(qs, request)
+    return paginator.get_paginated_response(TrajectorySerializer(page, many=True).data)
+
+
+@extend_schema(responses=TrajectoryDetailSerializer)
+@login_not_required
+@api_view(["GET"])
+def trajectory_detail(request: Request, project_slug: str, trajectory_id: int) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
+    steps = Prefetch("steps", queryset=Step.objects.order_by("index"))
+    trajectory = type(trajectory).objects.prefetch_related(steps).select_related("goal").get(pk=trajectory.pk)
+    return Response(TrajectoryDetailSerializer(trajectory).data)
+
+
+@extend_schema(
+    methods=["POST"],
+    request={"multipart/form-data": ImportUploadSerializer},
+    responses={202: ImportJobSerializer(many=True)},
+)
+@extend_schema(methods=["GET"], responses=ImportJobSerializer(many=True))
+@login_not_required
+@api_view(["GET", "POST"])
+@parser_classes([MultiPartParser])
+def import_list(request: Request, project_slug: str) -> Response:
+    """GET: the project's imports. POST: upload files; each is imported by a worker (202)."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    if request.method == "GET":
+        check_role(role=role, allowed=REVIEW_ROLES)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(import_jobs_for_user(project=project, role=role), request)
+        return paginator.get_paginated_response(ImportJobSerializer(page, many=True).data)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    upload = ImportUploadSerializer(
+        data={"file": request.FILES.getlist("file"), "format": request.data.get("format", "")}
+    )
+    upload.is_valid(raise_exception=True)
+    jobs = []
+    for file in upload.validated_data["file"]:
+        try:
+            jobs.append(
+                import_job_create(
+                    actor=request.user,
+                    project=project,
+                    name=file.name,
+                    stream=file,
+                    format_name=upload.validated_data["format"],
+                )
+            )
+        except ValidationError as exc:
+            raise ApiValidationError({"file": [f"{file.name}: {m}" for m in exc.messages]}) from exc
+    return Response(ImportJobSerializer(jobs, many=True).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(responses=ImportJobSerializer)
+@login_not_required
+@api_view(["GET"])
+def import_detail(request: Request, project_slug: str, job_id: int) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    return Response(ImportJobSerializer(import_job_get_for_user(project=project, role=role, job_id=job_id)).data)

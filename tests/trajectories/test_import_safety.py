@@ -76,3 +76,29 @@ def test_a_record_the_database_refuses_costs_only_itself(project) -> None:
     assert error["where"] == "line 2"
     assert error["message"].startswith("the database refused this record:") and "test_refuse_model" in error["message"]
     assert job.records_seen == job.trajectories_imported + job.duplicates + job.rejected == 3
+
+
+@pytest.mark.smoke
+def test_a_zip_of_run_files_imports_as_one_job_with_each_record_located(project, tmp_path) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("runs/b.jsonl", _record("b1") + b"{broken\n")
+        archive.writestr("runs/a.jsonl", _record("a1") + _record("a2"))
+        archive.writestr("__MACOSX/runs/._a.jsonl", b"\x00\x05junk")
+        archive.writestr("runs/", b"")
+    job = run_import(project, buffer.getvalue(), name="runs.zip")
+    assert job.status == ImportStatus.DONE, job.error
+    assert job.format_detected == "openai_chat"
+    assert (job.trajectories_imported, job.rejected) == (3, 1)
+    assert [e["where"] for e in job.errors] == ["runs/b.jsonl: line 2"]
+    pointers = dict(Trajectory.objects.filter(project=project).values_list("goal_text", "source_pointer"))
+    assert pointers == {"a1": "runs/a.jsonl: line 1", "a2": "runs/a.jsonl: line 2", "b1": "runs/b.jsonl: line 1"}
+
+    empty = io.BytesIO()
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("only-a-folder/", b"")
+    job = run_import(project, empty.getvalue(), name="empty.zip")
+    assert job.status == ImportStatus.FAILED and "the archive holds no files" in job.error

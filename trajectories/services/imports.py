@@ -8,6 +8,7 @@ import os
 import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -24,7 +25,7 @@ from django.utils import timezone
 from core.models import Project
 from core.services import audit_record
 from trajectories.blobs import file_unpack, file_writer
-from trajectories.formats import IMPORTERS, Importer, RecordError, importer_detect, importer_get
+from trajectories.formats import IMPORTERS, Importer, RawRecord, RecordError, importer_detect, importer_get
 from trajectories.formats.reading import open_maybe_gzip
 from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
@@ -196,9 +197,18 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
 
 def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], None] | None) -> None:
     body = open_maybe_gzip(plain)  # the upload itself may have been gzipped
-    head = body.read(65536)
+    archive = zipfile.ZipFile(body) if zipfile.is_zipfile(body) else None  # a directory of runs, zipped
     body.seek(0)
+    members = archive_members(archive) if archive is not None else []
     try:
+        if archive is not None and not members:
+            raise RecordError("the archive holds no files", where="archive")
+        if archive is not None:
+            with archive.open(members[0]) as first:
+                head = first.read(65536)
+        else:
+            head = body.read(65536)
+            body.seek(0)
         importer: Importer = importer_get(job.format_requested) if job.format_requested else importer_detect(head)
     except RecordError as exc:
         _fail(job, exc)
@@ -213,6 +223,13 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         tools=active_registry_tools(job.project),
     )
     counting = _Counting(body)
+    done_in_archive = [0]
+    if archive is not None:
+        records = _archive_records(archive, members, importer, done_in_archive)
+        bytes_so_far: Callable[[], int] = lambda: done_in_archive[0]  # noqa: E731
+    else:
+        records = importer.records(counting)  # type: ignore[arg-type]
+        bytes_so_far = lambda: counting.count  # noqa: E731
     batch: list[PreparedRun] = []
     batch_steps = 0
     created_ids: list[int] = []
@@ -240,7 +257,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
 
     # Reading and parsing run one batch ahead in a thread of their own, so that they go on
     # while this thread waits for PostgreSQL to take the previous batch (see _ReadAhead).
-    with _ReadAhead(_prepared_runs(importer, counting), limit=BATCH_STEPS) as prepared_runs:
+    with _ReadAhead(_prepared_runs(importer, records, bytes_so_far), limit=BATCH_STEPS) as prepared_runs:
         for position, prepared in prepared_runs:
             bytes_read = position  # what flush() reports as done
             job.records_seen += 1
@@ -277,23 +294,49 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         transaction.on_commit(lambda: fire_trajectories_imported(project_id, created_ids))
 
 
-def _prepared_runs(importer: Importer, counting: _Counting) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+def archive_members(archive: zipfile.ZipFile) -> list[str]:
+    """The files of a zip archive in name order, without folders and system clutter."""
+    return sorted(
+        info.filename
+        for info in archive.infolist()
+        if not info.is_dir()
+        and not info.filename.startswith("__MACOSX/")
+        and not os.path.basename(info.filename).startswith(".")
+    )
+
+
+def _archive_records(
+    archive: zipfile.ZipFile, members: list[str], importer: Importer, done: list[int]
+) -> Iterator[RawRecord | RecordError]:
+    """Every member's records, each located as "<member>: <where in it>"."""
+    for name in members:
+        info = archive.getinfo(name)
+        with archive.open(info) as member:
+            for item in importer.records(member):
+                item.where = f"{name}: {item.where}"
+                yield item
+        done[0] += info.compress_size
+
+
+def _prepared_runs(
+    importer: Importer, records: Iterator[RawRecord | RecordError], position: Callable[[], int]
+) -> Iterator[tuple[int, PreparedRun | RecordError]]:
     """Each record parsed and prepared (or the located error that rejects it), with the bytes read so far."""
-    for item in importer.records(counting):  # type: ignore[arg-type]
+    for item in records:
         if isinstance(item, RecordError):
-            yield counting.count, item
+            yield position(), item
             continue
         try:
             prepared = prepare(item, importer.parse(item))
         except RecordError as exc:
             exc.where = exc.where or item.where
             exc.line = exc.line or item.line
-            yield counting.count, exc
+            yield position(), exc
             continue
         except Exception as exc:  # an importer's own fault costs this record, not the file
             logger.exception("importer %s failed on %s", importer.name, item.where)
             yield (
-                counting.count,
+                position(),
                 RecordError(
                     f"this record could not be read ({type(exc).__name__}); it was skipped",
                     where=item.where,
@@ -301,7 +344,7 @@ def _prepared_runs(importer: Importer, counting: _Counting) -> Iterator[tuple[in
                 ),
             )
             continue
-        yield counting.count, prepared
+        yield position(), prepared
 
 
 _END = object()

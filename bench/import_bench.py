@@ -585,6 +585,12 @@ def main() -> None:
         default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB_URL),
         help="database to create, use and drop",
     )
+    parser.add_argument(
+        "--format",
+        default="openai_chat",
+        choices=["openai_chat", "tau_bench", "swe_agent", "openhands"],
+        help="corpus format: generated OpenAI chat (default), or one scaled up from a real sample",
+    )
     parser.add_argument("--child-import", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_import:
@@ -597,9 +603,20 @@ def main() -> None:
     bench = Bench(args.db_url, workdir)
     out = lambda text="": print(text, flush=True)  # noqa: E731
     try:
-        corpus_path = workdir / "corpus.jsonl"
         started = time.perf_counter()
-        corpus = CorpusGenerator(seed=42).write(corpus_path, min_steps=args.steps)
+        if args.format == "openai_chat":
+            corpus_path = workdir / "corpus.jsonl"
+            corpus = CorpusGenerator(seed=42).write(corpus_path, min_steps=args.steps)
+            shape = "OpenAI chat JSONL, τ-bench airline shape"
+        else:
+            sys.path.insert(0, str(ROOT))
+            from bench.corpora import CORPORA
+
+            make, suffix = CORPORA[args.format]
+            corpus_path = workdir / f"corpus.{suffix}"
+            corpus = make(corpus_path, args.steps)
+            shape = f"{args.format} ({suffix}), scaled up from the real sample's structure"
+            args.big_mb = 0  # the big-file run is about memory, shown once with the OpenAI corpus
         out(
             f"generated {corpus['steps']:,} steps in {corpus['trajectories']:,} trajectories, "
             f"{corpus['bytes'] / 1e6:.1f} MB, in {time.perf_counter() - started:.1f} s"
@@ -639,7 +656,7 @@ def main() -> None:
         out("== Stepwise import benchmark (bench/import_bench.py) ==")
         out(
             f"corpus      : {corpus['steps']:,} steps in {corpus['trajectories']:,} trajectories; "
-            f"{corpus['bytes'] / 1e6:.1f} MB of OpenAI chat JSONL, τ-bench airline shape"
+            f"{corpus['bytes'] / 1e6:.1f} MB of {shape}"
         )
         out(
             f"machine     : {os.cpu_count()} cores; Python {platform.python_version()}, Django {django.__version__}, "

@@ -198,3 +198,17 @@ def test_overview_shows_counts_registry_and_goal_bands(project, pm, pm_client) -
     assert "Composite 1" in body and "Atomic 0" in body
     assert "1 in all" in body
     assert "Project manager" in body
+
+
+def test_import_report_names_scrubbed_secrets_and_trajectory_shows_alternatives(project, pm_client) -> None:
+    record = json.loads(_record("with a key"))
+    record["metadata"]["headers"] = {"Authorization": "Bearer abcdefghijklmnopqrstuvwxyz"}
+    job = run_import(project, json.dumps(record).encode() + b"\n")
+    detail = reverse("trajectories:import_detail", kwargs={"project_slug": project.slug, "job_id": job.pk})
+    body = pm_client.get(detail).content.decode()
+    assert "/metadata/headers/Authorization" in body and "abcdefghijklmnop" not in body
+    trajectory = Trajectory.objects.get(project=project)
+    Trajectory.objects.filter(pk=trajectory.pk).update(alternatives=[[{"tool": "search", "observation": "<b>x</b>"}]])
+    url = reverse("trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk})
+    page = pm_client.get(url).content.decode()
+    assert "Abandoned branches" in page and "&lt;b&gt;x&lt;/b&gt;" in page

@@ -27,6 +27,16 @@
     });
   }
 
+  // Upload forms: show how much of the file has been sent (htmx reports XHR upload progress).
+  document.addEventListener("htmx:xhr:progress", function (event) {
+    var form = event.target.closest ? event.target.closest("form[data-upload-progress]") : null;
+    if (!form || !event.detail.lengthComputable) return;
+    var bar = document.getElementById(form.dataset.uploadProgress);
+    if (!bar) return;
+    bar.hidden = false;
+    bar.value = Math.round((event.detail.loaded / event.detail.total) * 100);
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
     var list = steps();

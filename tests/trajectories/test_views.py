@@ -209,6 +209,21 @@ def test_import_report_names_scrubbed_secrets_and_trajectory_shows_alternatives(
     assert "/metadata/headers/Authorization" in body and "abcdefghijklmnop" not in body
     trajectory = Trajectory.objects.get(project=project)
     Trajectory.objects.filter(pk=trajectory.pk).update(alternatives=[[{"tool": "search", "observation": "<b>x</b>"}]])
-    url = reverse("trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk})
+    url = reverse(
+        "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
     page = pm_client.get(url).content.decode()
     assert "Abandoned branches" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_imports_page_refreshes_while_jobs_run_and_htmx_upload_redirects(project, pm_client, annotator) -> None:
+    url = reverse("trajectories:import_upload", kwargs={"project_slug": project.slug})
+    response = pm_client.post(
+        url, {"upload": [SimpleUploadedFile("a.jsonl", _record())]}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200 and response["HX-Redirect"].endswith(f"/imports/{ImportJob.objects.get().pk}/")
+    running = pm_client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert 'id="jobs"' in running and 'hx-trigger="every 1s"' in running and "<html" not in running
+    ImportJob.objects.update(status=ImportStatus.DONE)
+    assert 'hx-trigger="every 1s"' not in pm_client.get(url).content.decode()
+    assert login(annotator).get(url).status_code == 403

@@ -4,10 +4,11 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
 
 from core.http import AuthenticatedHttpRequest, render_page
-from core.selectors import MANAGE_ROLES, check_role, project_get_for_user
+from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.forms import UploadForm
 from trajectories.models import Band, TrajectoryStatus
 from trajectories.selectors.runs import (
@@ -68,9 +69,22 @@ def trajectory_list(request: AuthenticatedHttpRequest, project_slug: str) -> Htt
     return render_page(request, "trajectories/trajectory_list.html", context, partial="results")
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    """GET: the project's imports (refreshing while any runs). POST: upload files to import."""
     project, role = project_get_for_user(user=request.user, slug=project_slug)
+    if request.method == "GET":
+        check_role(role=role, allowed=REVIEW_ROLES)
+        jobs = import_jobs_for_user(project=project, role=role)
+        page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+        context = {
+            "project": project,
+            "role": role,
+            "imports": page.object_list,
+            "page": page,
+            "running": any(not job.is_finished for job in page.object_list),
+        }
+        return render_page(request, "trajectories/imports.html", context, partial="jobs")
     check_role(role=role, allowed=MANAGE_ROLES)
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -91,10 +105,12 @@ def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpR
         except ValidationError as exc:
             messages.error(request, f"{upload.name}: {' '.join(exc.messages)}")
     if len(jobs) == 1:
-        return redirect("trajectories:import_detail", project_slug=project.slug, job_id=jobs[0].pk)
-    if jobs:
-        messages.success(request, f"{len(jobs)} files queued for import.")
-    return redirect(reverse("trajectories:trajectory_list", kwargs={"project_slug": project.slug}))
+        target = reverse("trajectories:import_detail", kwargs={"project_slug": project.slug, "job_id": jobs[0].pk})
+    else:
+        if jobs:
+            messages.success(request, f"{len(jobs)} files queued for import.")
+        target = reverse("trajectories:import_upload", kwargs={"project_slug": project.slug})
+    return HttpResponseClientRedirect(target) if request.htmx else redirect(target)
 
 
 @require_GET

@@ -75,8 +75,7 @@ def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpR
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     if request.method == "GET":
         check_role(role=role, allowed=REVIEW_ROLES)
-        jobs = import_jobs_for_user(project=project, role=role)
-        page = Paginator(jobs, PAGE_SIZE).get_page(request.GET.get("page"))
+        page = Paginator(import_jobs_for_user(project=project, role=role), PAGE_SIZE).get_page(request.GET.get("page"))
         context = {
             "project": project,
             "role": role,

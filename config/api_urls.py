@@ -21,4 +21,15 @@ urlpatterns = [
     path(
         "projects/<slug:project_slug>/imports/<int:job_id>/", trajectories_api.import_detail, name="api-import-detail"
     ),
+    path("projects/<slug:project_slug>/registries/", trajectories_api.registry_list, name="api-registry-list"),
+    path(
+        "projects/<slug:project_slug>/registries/<int:version>/",
+        trajectories_api.registry_detail,
+        name="api-registry-detail",
+    ),
+    path(
+        "projects/<slug:project_slug>/registries/<int:version>/freeze/",
+        trajectories_api.registry_freeze_view,
+        name="api-registry-freeze",
+    ),
 ]

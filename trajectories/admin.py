@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from trajectories.models import Goal, ImportJob, SourceFile, Step, SweTask, Tool, ToolRegistry, Trajectory
+from trajectories.models import Goal, ImportJob, LeakList, SourceFile, Step, SweTask, Tool, ToolRegistry, Trajectory
 
 
 class ToolInline(admin.TabularInline):
@@ -78,3 +78,9 @@ class StepAdmin(admin.ModelAdmin):
     list_display = ["id", "trajectory", "index", "kind", "tool_name", "tool_known", "success_flag"]
     list_filter = ["kind", "tool_known", "success_flag"]
     raw_id_fields = ["trajectory", "tool"]
+
+
+@admin.register(LeakList)
+class LeakListAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "uploaded_by", "created_at"]
+    list_filter = ["project"]

@@ -2,6 +2,7 @@
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.models import Step
+from trajectories.selectors.registries import registry_get_for_user, registry_list_for_user
 from trajectories.selectors.runs import (
     TrajectoryFilters,
     import_job_get_for_user,
@@ -24,10 +26,13 @@ from trajectories.selectors.runs import (
 from trajectories.serializers import (
     ImportJobSerializer,
     ImportUploadSerializer,
+    RegistrySerializer,
+    RegistryUploadSerializer,
     TrajectoryDetailSerializer,
     TrajectorySerializer,
 )
 from trajectories.services.imports import import_job_create
+from trajectories.services.registries import RegistryImportError, registry_freeze, registry_import
 
 FILTERS = [OpenApiParameter(name, str, required=False) for name in TrajectoryFilters.__dataclass_fields__]
 
@@ -77,7 +82,10 @@ def import_list(request: Request, project_slug: str) -> Response:
         return paginator.get_paginated_response(ImportJobSerializer(page, many=True).data)
     check_role(role=role, allowed=MANAGE_ROLES)
     upload = ImportUploadSerializer(
-        data={"file": request.FILES.getlist("file"), "format": request.data.get("format", "")}
+        data={
+            "file": request.FILES.getlist("file"),
+            **{key: request.data.get(key, "") for key in ("format", "model", "scaffold")},
+        }
     )
     upload.is_valid(raise_exception=True)
     jobs = []
@@ -90,6 +98,8 @@ def import_list(request: Request, project_slug: str) -> Response:
                     name=file.name,
                     stream=file,
                     format_name=upload.validated_data["format"],
+                    default_model=upload.validated_data["model"],
+                    default_scaffold=upload.validated_data["scaffold"],
                 )
             )
         except ValidationError as exc:
@@ -103,3 +113,63 @@ def import_list(request: Request, project_slug: str) -> Response:
 def import_detail(request: Request, project_slug: str, job_id: int) -> Response:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     return Response(ImportJobSerializer(import_job_get_for_user(project=project, role=role, job_id=job_id)).data)
+
+
+@extend_schema(
+    methods=["POST"], request={"multipart/form-data": RegistryUploadSerializer}, responses={201: RegistrySerializer}
+)
+@extend_schema(methods=["GET"], responses=RegistrySerializer(many=True))
+@login_not_required
+@api_view(["GET", "POST"])
+@parser_classes([MultiPartParser])
+def registry_list(request: Request, project_slug: str) -> Response:
+    """GET: the project's registry versions. POST: a tool spec file (OpenAI tools, OpenAPI, MCP
+    tools/list, τ-bench) becomes a new draft version; `freeze=true` freezes it at once."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    if request.method == "GET":
+        registries = registry_list_for_user(project=project, role=role).prefetch_related("tools")
+        return Response(RegistrySerializer(registries, many=True).data)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    upload = RegistryUploadSerializer(data=request.data)
+    upload.is_valid(raise_exception=True)
+    file = upload.validated_data["file"]
+    try:
+        with transaction.atomic():
+            registry = registry_import(
+                actor=request.user,
+                project=project,
+                name=file.name,
+                stream=file,
+                format_name=upload.validated_data["format"],
+                registry_name=upload.validated_data["name"],
+            )
+            if upload.validated_data["freeze"]:
+                registry = registry_freeze(actor=request.user, registry=registry)
+    except RegistryImportError as exc:
+        raise ApiValidationError({"file": [error.as_dict() for error in exc.located]}) from exc
+    except ValidationError as exc:
+        raise ApiValidationError({"file": exc.messages}) from exc
+    registry = registry_get_for_user(project=project, role=role, version=registry.version)
+    return Response(RegistrySerializer(registry).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(responses=RegistrySerializer)
+@login_not_required
+@api_view(["GET"])
+def registry_detail(request: Request, project_slug: str, version: int) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    return Response(RegistrySerializer(registry_get_for_user(project=project, role=role, version=version)).data)
+
+
+@extend_schema(request=None, responses=RegistrySerializer)
+@login_not_required
+@api_view(["POST"])
+def registry_freeze_view(request: Request, project_slug: str, version: int) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    registry = registry_get_for_user(project=project, role=role, version=version)
+    try:
+        registry_freeze(actor=request.user, registry=registry)
+    except ValidationError as exc:
+        raise ApiValidationError({"detail": exc.messages}) from exc
+    return Response(RegistrySerializer(registry_get_for_user(project=project, role=role, version=version)).data)

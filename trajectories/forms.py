@@ -27,3 +27,5 @@ def _format_choices() -> list[tuple[str, str]]:
 class UploadForm(forms.Form):
     upload = MultipleFileField(help_text="JSONL or JSON, one or many files; gzip-compressed files are read too.")
     format = forms.ChoiceField(choices=_format_choices, required=False)
+    model = forms.CharField(max_length=200, required=False, help_text="For files that do not name the model.")
+    scaffold = forms.CharField(max_length=100, required=False, help_text="For files that do not name the scaffold.")

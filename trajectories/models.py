@@ -123,6 +123,36 @@ class SweTask(models.Model):
         return self.instance_id
 
 
+class LeakList(models.Model):
+    """Keys of SWE tasks known to have leaked (e.g. into a model's training data), uploaded by a PM.
+
+    `problem_sha256s` and `patch_sha256s` hold hex sha256 digests of the *normalised* problem
+    statement and gold patch (trajectories.services.swe_tasks: normalise_problem_statement,
+    normalise_patch), so a match does not depend on case, spacing or line endings.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leak_lists")
+    name = models.CharField(max_length=200)
+    instance_ids = models.JSONField(default=list, blank=True)
+    patch_sha256s = models.JSONField(default=list, blank=True)
+    problem_sha256s = models.JSONField(default=list, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="leaklist_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def entry_count(self) -> int:
+        return len(self.instance_ids) + len(self.patch_sha256s) + len(self.problem_sha256s)
+
+
 class SourceFile(models.Model):
     """An uploaded file, kept byte for byte (zstd-compressed on disk), identified by sha256."""
 
@@ -156,6 +186,8 @@ class ImportJob(models.Model):
     source_file = models.ForeignKey(SourceFile, on_delete=models.PROTECT, related_name="import_jobs")
     format_requested = models.CharField(max_length=40, blank=True, help_text="Empty: detect.")
     format_detected = models.CharField(max_length=40, blank=True)
+    default_model = models.CharField(max_length=200, blank=True, help_text="For runs whose file names no model.")
+    default_scaffold = models.CharField(max_length=100, blank=True, help_text="For runs whose file names no scaffold.")
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
     bytes_total = models.BigIntegerField(default=0)
     bytes_done = models.BigIntegerField(default=0)

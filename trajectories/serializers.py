@@ -1,7 +1,8 @@
 from rest_framework import serializers
 
 from trajectories.formats import IMPORTERS
-from trajectories.models import ImportJob, Step, Trajectory
+from trajectories.formats.tools import TOOL_FORMATS
+from trajectories.models import ImportJob, Step, Tool, ToolRegistry, Trajectory
 
 
 class StepSerializer(serializers.ModelSerializer[Step]):
@@ -42,7 +43,8 @@ class ImportJobSerializer(serializers.ModelSerializer[ImportJob]):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "file", "file_sha256", "format_requested", "format_detected", "status", "percent",
+            "id", "file", "file_sha256", "format_requested", "format_detected", "default_model", "default_scaffold",
+            "status", "percent",
             "records_seen", "trajectories_imported", "steps_imported", "duplicates", "rejected",
             "unknown_tool_calls", "scrubbed", "errors", "error", "created_at", "started_at", "finished_at",
         ]  # fmt: skip
@@ -51,3 +53,29 @@ class ImportJobSerializer(serializers.ModelSerializer[ImportJob]):
 class ImportUploadSerializer(serializers.Serializer[dict[str, object]]):
     file = serializers.ListField(child=serializers.FileField(), min_length=1, help_text="One or more files.")
     format = serializers.ChoiceField(choices=["", *sorted(IMPORTERS)], required=False, default="")
+    model = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=200, help_text="For files naming no model."
+    )
+    scaffold = serializers.CharField(required=False, default="", allow_blank=True, max_length=100)
+
+
+class ToolSerializer(serializers.ModelSerializer[Tool]):
+    class Meta:
+        model = Tool
+        fields = ["id", "name", "description", "parameters", "returns", "side_effects", "latency_p99_ms"]
+
+
+class RegistrySerializer(serializers.ModelSerializer[ToolRegistry]):
+    tools = ToolSerializer(many=True, read_only=True)
+    is_frozen = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ToolRegistry
+        fields = ["id", "version", "name", "source_format", "is_frozen", "frozen_at", "sha256", "created_at", "tools"]
+
+
+class RegistryUploadSerializer(serializers.Serializer[dict[str, object]]):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=["", *sorted(TOOL_FORMATS)], required=False, default="")
+    name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+    freeze = serializers.BooleanField(required=False, default=False)

@@ -27,6 +27,15 @@
     });
   }
 
+  // An invalid form comes back as the form partial with status 422: swap it in (htmx leaves 4xx
+  // responses unswapped by default), so the error shows beside the field and the input is kept.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   // Upload forms: show how much of the file has been sent (htmx reports XHR upload progress).
   document.addEventListener("htmx:xhr:progress", function (event) {
     var form = event.target.closest ? event.target.closest("form[data-upload-progress]") : null;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.authtoken.models import Token
@@ -111,3 +113,34 @@ def test_openapi_schema_describes_the_endpoints(db) -> None:
     assert response.status_code == 200
     text = response.content.decode()
     assert "/api/projects/{project_slug}/imports/" in text and "ImportJob" in text
+
+
+REGISTRIES = Path(__file__).parent / "fixtures" / "registries"
+
+
+def test_pm_uploads_a_registry_and_freezes_it_over_the_api(project, pm, reviewer, annotator, outsider) -> None:
+    spec = next(p for p in sorted(REGISTRIES.iterdir()) if "openai" in p.name)
+    client = api(pm)
+    response = client.post(
+        f"/api/projects/{project.slug}/registries/",
+        {"file": SimpleUploadedFile(spec.name, spec.read_bytes())},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["version"] == 1 and not body["is_frozen"] and body["tools"]
+    frozen = client.post(f"/api/projects/{project.slug}/registries/1/freeze/").json()
+    assert frozen["is_frozen"] and len(frozen["sha256"]) == 64
+    again = client.post(f"/api/projects/{project.slug}/registries/1/freeze/")
+    assert again.status_code == 400
+    assert [r["version"] for r in api(reviewer).get(f"/api/projects/{project.slug}/registries/").json()] == [1]
+    assert api(annotator).get(f"/api/projects/{project.slug}/registries/").status_code == 403
+    assert api(outsider).get(f"/api/projects/{project.slug}/registries/1/").status_code == 404
+    bad = SimpleUploadedFile(
+        "bad.json",
+        b'[{"type": "function", "function": {"name": "broken", "parameters": {"type": "object", "properties": {"x": {"type": "strng"}}}}}]',
+    )
+    refused = client.post(f"/api/projects/{project.slug}/registries/", {"file": bad}, format="multipart")
+    assert refused.status_code == 400
+    (fault,) = refused.json()["file"]
+    assert fault["tool"] == "broken" and fault["pointer"].endswith("/properties/x/type")

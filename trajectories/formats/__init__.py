@@ -7,10 +7,29 @@ instance to IMPORTERS. Detection asks each importer how sure it is about the fil
 from __future__ import annotations
 
 from trajectories.formats.base import Importer, ParsedRun, RawRecord, RecordError, RunStep
+from trajectories.formats.mini_swe_agent import MiniSweAgentImporter
 from trajectories.formats.openai_chat import OpenAIChatImporter
+from trajectories.formats.openhands import OpenHandsImporter
+from trajectories.formats.otel_genai import OtelGenAIImporter
+from trajectories.formats.sharegpt import ShareGPTImporter
 from trajectories.formats.stepwise import StepwiseImporter
+from trajectories.formats.swe_agent import SweAgentImporter
+from trajectories.formats.tau2_bench import Tau2BenchImporter
+from trajectories.formats.tau_bench import TauBenchImporter
+from trajectories.formats.toolbench import ToolBenchImporter
 
-_ALL: tuple[Importer, ...] = (StepwiseImporter(), OpenAIChatImporter())
+_ALL: tuple[Importer, ...] = (
+    StepwiseImporter(),
+    OpenAIChatImporter(),
+    TauBenchImporter(),
+    Tau2BenchImporter(),
+    OpenHandsImporter(),
+    ToolBenchImporter(),
+    SweAgentImporter(),
+    MiniSweAgentImporter(),
+    ShareGPTImporter(),
+    OtelGenAIImporter(),
+)
 IMPORTERS: dict[str, Importer] = {importer.name: importer for importer in _ALL}
 
 

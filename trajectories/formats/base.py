@@ -38,6 +38,7 @@ class RawRecord:
     line: int
     index: int
     value: Any = None  # the parsed JSON value, when the reader had to parse to find the record's end
+    source_name: str = ""  # the file (or archive member) it came from, for formats that name runs by file
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class ParsedRun:
     outcome: dict[str, Any] = field(default_factory=dict)  # {reward, details}
     metadata: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None
+    task_hint: dict[str, Any] | None = None  # a task guessed from outside the run (its file name): links, never hashed
     alternatives: list[dict[str, Any]] = field(default_factory=list)  # abandoned branches, as the source gave them
     scrubbed: dict[str, int] = field(default_factory=dict)  # secrets removed: {JSON pointer: count}
 

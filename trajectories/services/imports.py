@@ -95,7 +95,14 @@ def _tmp_dir() -> str:
 
 
 def import_job_create(
-    *, actor: UserLike, project: Project, name: str, stream: IO[bytes], format_name: str = ""
+    *,
+    actor: UserLike,
+    project: Project,
+    name: str,
+    stream: IO[bytes],
+    format_name: str = "",
+    default_model: str = "",
+    default_scaffold: str = "",
 ) -> ImportJob:
     """Store the file and queue its import; the worker starts once this transaction commits."""
     if format_name and format_name not in IMPORTERS:
@@ -106,6 +113,8 @@ def import_job_create(
             project=project,
             source_file=source,
             format_requested=format_name,
+            default_model=default_model.strip()[:200],
+            default_scaffold=default_scaffold.strip()[:100],
             bytes_total=source.size,
             created_by=_actor(actor),
         )
@@ -228,7 +237,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         records = _archive_records(archive, members, importer, done_in_archive)
         bytes_so_far: Callable[[], int] = lambda: done_in_archive[0]  # noqa: E731
     else:
-        records = importer.records(counting)  # type: ignore[arg-type]
+        records = _named(importer.records(counting), job.source_file.name)  # type: ignore[arg-type]
         bytes_so_far = lambda: counting.count  # noqa: E731
     batch: list[PreparedRun] = []
     batch_steps = 0
@@ -257,7 +266,8 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
 
     # Reading and parsing run one batch ahead in a thread of their own, so that they go on
     # while this thread waits for PostgreSQL to take the previous batch (see _ReadAhead).
-    with _ReadAhead(_prepared_runs(importer, records, bytes_so_far), limit=BATCH_STEPS) as prepared_runs:
+    defaults = (job.default_model, job.default_scaffold)
+    with _ReadAhead(_prepared_runs(importer, records, bytes_so_far, defaults), limit=BATCH_STEPS) as prepared_runs:
         for position, prepared in prepared_runs:
             bytes_read = position  # what flush() reports as done
             job.records_seen += 1
@@ -305,6 +315,13 @@ def archive_members(archive: zipfile.ZipFile) -> list[str]:
     )
 
 
+def _named(records: Iterator[RawRecord | RecordError], name: str) -> Iterator[RawRecord | RecordError]:
+    for item in records:
+        if isinstance(item, RawRecord):
+            item.source_name = name
+        yield item
+
+
 def _archive_records(
     archive: zipfile.ZipFile, members: list[str], importer: Importer, done: list[int]
 ) -> Iterator[RawRecord | RecordError]:
@@ -314,12 +331,17 @@ def _archive_records(
         with archive.open(info) as member:
             for item in importer.records(member):
                 item.where = f"{name}: {item.where}"
+                if isinstance(item, RawRecord):
+                    item.source_name = name
                 yield item
         done[0] += info.compress_size
 
 
 def _prepared_runs(
-    importer: Importer, records: Iterator[RawRecord | RecordError], position: Callable[[], int]
+    importer: Importer,
+    records: Iterator[RawRecord | RecordError],
+    position: Callable[[], int],
+    defaults: tuple[str, str] = ("", ""),
 ) -> Iterator[tuple[int, PreparedRun | RecordError]]:
     """Each record parsed and prepared (or the located error that rejects it), with the bytes read so far."""
     for item in records:
@@ -327,7 +349,10 @@ def _prepared_runs(
             yield position(), item
             continue
         try:
-            prepared = prepare(item, importer.parse(item))
+            run = importer.parse(item)
+            run.model = run.model or defaults[0]  # what the uploader said, for files that name none
+            run.scaffold = run.scaffold or defaults[1]
+            prepared = prepare(item, run)
         except RecordError as exc:
             exc.where = exc.where or item.where
             exc.line = exc.line or item.line

@@ -100,9 +100,10 @@ def _clean_run(run: ParsedRun) -> None:
 
 
 def _scrub_payload(raw: bytes, secrets: set[str]) -> bytes:
-    """The record's bytes with each secret's JSON string literal replaced by "[scrubbed]"."""
+    """The record's bytes with each secret replaced by "[scrubbed]", wherever it is written: as a
+    JSON string, or inside one (a config serialised into a string escapes its quotes)."""
     for secret in secrets:
-        raw = raw.replace(orjson.dumps(secret), b'"' + SCRUBBED.encode() + b'"')
+        raw = raw.replace(orjson.dumps(secret)[1:-1], SCRUBBED.encode())
     return raw
 
 
@@ -307,13 +308,14 @@ class BatchWriter:
         return [found.get(key) if key[0] else None for key in keys]
 
     def _task_ids(self, runs: list[PreparedRun]) -> list[int | None]:
-        wanted = {p.run.task["instance_id"] for p in runs if p.run.task}
+        tasks = [p.run.task or p.run.task_hint for p in runs]
+        wanted = {t["instance_id"] for t in tasks if t}
         if not wanted:
             return [None] * len(runs)
         found = dict(
             SweTask.objects.filter(project=self.project, instance_id__in=wanted).values_list("instance_id", "id")
         )
-        return [found.get(p.run.task["instance_id"]) if p.run.task else None for p in runs]
+        return [found.get(t["instance_id"]) if t else None for t in tasks]
 
     def _tool_of(self, step: RunStep) -> tuple[int | None, bool | None]:
         if step.kind != "tool_call" or self.tools is None:

@@ -99,6 +99,8 @@ def import_upload(request: AuthenticatedHttpRequest, project_slug: str) -> HttpR
                     name=upload.name,
                     stream=upload,
                     format_name=form.cleaned_data["format"],
+                    default_model=form.cleaned_data["model"],
+                    default_scaffold=form.cleaned_data["scaffold"],
                 )
             )
         except ValidationError as exc:

@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+", type=Path, help="JSONL or JSON files, gzip allowed.")
         parser.add_argument("--format", default="", choices=["", *sorted(IMPORTERS)], help="Skip detection.")
         parser.add_argument("--as", dest="username", default="", help="Record the import as this user.")
+        parser.add_argument("--model", default="", help="Model name for runs whose file names none.")
+        parser.add_argument("--scaffold", default="", help="Scaffold for runs whose file names none.")
         parser.add_argument(
             "--allow-rejected", action="store_true", help="Exit 0 even when some records were rejected."
         )
@@ -68,6 +70,8 @@ class Command(BaseCommand):
             project=project,
             source_file=source,
             format_requested=options["format"],
+            default_model=options["model"],
+            default_scaffold=options["scaffold"],
             bytes_total=source.size,
             created_by=actor,
         )

@@ -13,7 +13,7 @@ fmt:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
 worker:          ## a Celery worker against the configured broker
-	.venv/bin/celery -A config worker --loglevel INFO -Q default,imports
+	.venv/bin/celery -A config worker --loglevel INFO -Q default,imports,checks
 
 migrate:
 	.venv/bin/python manage.py migrate

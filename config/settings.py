@@ -208,7 +208,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"trajectories.tasks.import_job_run_task": {"queue": "imports"}}
+CELERY_TASK_ROUTES = {
+    "trajectories.tasks.import_job_run_task": {"queue": "imports"},
+    "verification.tasks.*": {"queue": "checks"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {

@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("", include("core.urls")),
+    path("p/<slug:project_slug>/verification/", include("verification.urls")),
     path("p/<slug:project_slug>/", include("trajectories.urls")),
 ]

@@ -22,6 +22,7 @@ from demo import rollouts
 from trajectories.models import Goal, ImportJob, ImportStatus, SourceFile, Step, SweTask, ToolRegistry, Trajectory
 from trajectories.services.imports import import_job_create, import_job_run, source_file_store
 from trajectories.services.registries import registry_create, registry_freeze
+from verification.services import replay_config_for, replay_config_set
 
 
 class Writer(Protocol):
@@ -189,7 +190,9 @@ def _setup(seed: int) -> dict[str, Any]:
             for spec in DEMO_USERS:
                 if spec.role != "admin":
                     membership_set(actor=admin, project=project, user=users[spec.username][0], role=spec.role)
-        _ensure_registry(actor=pm, project=tool_use, tools=rollouts.tool_specs(), name="Airline desk tools")
+        airline = _ensure_registry(actor=pm, project=tool_use, tools=rollouts.tool_specs(), name="Airline desk tools")
+        if replay_config_for(airline) is None:  # replay the airline calls on the same simulated desk
+            replay_config_set(actor=pm, registry=airline, environment=rollouts.ENVIRONMENT, seed_key="env_seed")
         _ensure_registry(actor=pm, project=coding, tools=rollouts.coding_tool_specs(), name="SWE-agent commands")
         goals_created = _ensure_goals(actor=pm, project=tool_use, goals=rollouts.goals(seed))
         task_created = _ensure_task(actor=pm, project=coding, task=rollouts.coding_task())

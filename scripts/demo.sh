@@ -13,7 +13,7 @@ mkdir -p "$STEPWISE_VAR_DIR"
 
 .venv/bin/python manage.py migrate --noinput -v0
 
-.venv/bin/celery -A config worker --pool solo --loglevel INFO -Q default,imports >"$STEPWISE_VAR_DIR/worker.log" 2>&1 &
+.venv/bin/celery -A config worker --pool solo --loglevel INFO -Q default,imports,checks >"$STEPWISE_VAR_DIR/worker.log" 2>&1 &
 WORKER=$!
 cleanup() { kill "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true; }
 trap cleanup EXIT INT TERM

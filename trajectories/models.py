@@ -260,6 +260,9 @@ class Trajectory(models.Model):
     final_answer = models.TextField(blank=True)
     outcome_reward = models.FloatField(null=True, blank=True)
     outcome = models.JSONField(default=dict, blank=True)
+    verified_reward = models.FloatField(
+        null=True, blank=True, help_text="Final-state reward a verifier computed (beside the file's own)."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     alternatives = models.JSONField(
         default=list, blank=True, help_text="Branches the agent explored and abandoned (e.g. ToolBench DFSDT)."

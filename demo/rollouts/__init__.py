@@ -10,10 +10,13 @@ equal the state after the gold actions, and the expected outputs must appear in 
 from demo.rollouts.agents import agent_calls, reward_of, tool_specs, tool_use_runs
 from demo.rollouts.airline_goals import goals
 from demo.rollouts.coding import coding_runs, coding_task, coding_tool_specs
-from demo.rollouts.setting import BEHAVIOURS, MODELS, WRITE_TOOLS
+from demo.rollouts.setting import BEHAVIOURS, ENV, MODELS, WRITE_TOOLS
+
+ENVIRONMENT = ENV.name
 
 __all__ = [
     "BEHAVIOURS",
+    "ENVIRONMENT",
     "MODELS",
     "WRITE_TOOLS",
     "agent_calls",

@@ -29,7 +29,7 @@ def _database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(env: dict[str, str], log: Path, *, queues: str = "default,imports") -> subprocess.Popen[bytes]:
     full_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
@@ -50,7 +50,7 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             "--loglevel",
             "INFO",
             "-Q",
-            "default,imports",
+            queues,
             "--without-heartbeat",
             "--without-mingle",
             "--without-gossip",

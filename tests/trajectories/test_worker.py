@@ -123,7 +123,7 @@ def test_the_embedded_filesystem_broker_runs_a_real_worker(project, pm, tmp_path
         (broker_dir / sub).mkdir(parents=True)
     log = tmp_path / "worker.log"
     worker = _start_worker(env, log)
-    sender = Celery(broker="filesystem://")
+    sender = Celery(broker="filesystem://", set_as_current=False)  # the suite keeps sending through its own app
     sender.conf.broker_transport_options = {
         "data_folder_in": str(broker_dir / "queue"),
         "data_folder_out": str(broker_dir / "queue"),

@@ -318,3 +318,49 @@ def test_a_date_is_only_flagged_when_an_observation_gives_the_same_flight_anothe
     assert (finding.code, finding.pointer) == ("contradicts_observation", "/date")
     assert finding.evidence["observed_at"]["pointer"] == "/flights/0/date"
     assert [f.pointer for f in grounding.grounding_check_run(goal="", calls=[base, other])] == ["/flight_number"]
+
+
+def test_keys_a_tool_does_not_declare_are_invented_even_without_additional_properties() -> None:
+    loose = ToolView(
+        name="search",
+        parameters={
+            "type": "object",
+            "properties": {"query": {"type": "string"}, "filters": {"type": "object", "properties": {"lang": {}}}},
+        },
+    )
+    open_schema = ToolView(
+        name="open", parameters={"type": "object", "properties": {"q": {}}, "additionalProperties": True}
+    )
+    checker = schema.schema_checker("loose-registry", [loose, open_schema])
+    found = checker.check(call({"query": "x", "limit": 5, "filters": {"lang": "en", "region": "eu"}}, tool="search"))
+    assert sorted((f.code, f.pointer) for f in found) == [
+        ("unexpected_property", "/filters/region"),
+        ("unexpected_property", "/limit"),
+    ]
+    assert all(f.failure_mode == "hallucinated_argument" for f in found)
+    assert checker.check(call({"q": "x", "anything": 1}, tool="open")) == []
+
+
+def test_a_number_the_agent_worked_out_in_the_open_is_grounded_but_an_id_it_stated_is_not() -> None:
+    reply = CallView(index=0, kind="respond", arguments={"content": "So $1,625 - $1,327 = $298 goes on the card."})
+    pay = call({"payment_id": "mc_991", "amount": 298}, tool="pay", index=1, state=_user("my card mc_991"))
+    assert grounding.grounding_check_run(goal="", calls=[reply, pay]) == []
+    stated = CallView(index=0, kind="respond", arguments={"content": "Your order is ORD5512."})
+    use = call({"order_id": "ORD5512"}, tool="cancel", index=1)
+    assert [f.pointer for f in grounding.grounding_check_run(goal="", calls=[stated, use])] == ["/order_id"]
+
+
+def test_rules_without_a_class_of_their_own_are_schema_violations() -> None:
+    tool = ToolView(
+        name="transfer",
+        parameters={
+            "type": "object",
+            "properties": {"source": {"type": "string"}, "target": {"type": "string", "not": {"const": "self"}}},
+            "dependentRequired": {"source": ["target"]},
+        },
+    )
+    checker = schema.schema_checker("violations", [tool])
+    (negated,) = checker.check(call({"source": "a", "target": "self"}, tool="transfer"))
+    assert (negated.code, negated.pointer, negated.rule.split(":")[0]) == ("schema_violation", "/target", "not")
+    (dependent,) = checker.check(call({"source": "a"}, tool="transfer"))
+    assert (dependent.code, dependent.rule.split(":")[0]) == ("schema_violation", "dependentRequired")

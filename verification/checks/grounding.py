@@ -11,8 +11,9 @@ Precision comes first (a false flag costs an annotator's attention on every run)
   under a key named like an id: `*_id`, `code`, `number`, …), e-mail addresses, names under a key that says so, and
   numbers larger than 10 (small counts are often said in words);
 * enum, const and default values of the schema, dates and free text are not checked;
-* a number is grounded when it appears, or when it is a small multiple or a sum of two numbers
-  that appear (agents add up prices in their heads);
+* a number is grounded when it appears, when it is a small multiple or a sum of two numbers
+  that observations gave (agents add up prices in their heads), or when the agent worked it
+  out in the open, in a reply or a plan (a remainder it told the user);
 * matching ignores case, and for identifiers also separators (``HAT-123`` = ``hat123``).
 
 A value that is not grounded but sits beside an identifier that an earlier observation
@@ -58,6 +59,7 @@ class _Seen:
     squashed: list[str] = field(default_factory=list)
     numbers: set[float] = field(default_factory=set)
     observed_numbers: set[float] = field(default_factory=set)  # from tool observations only
+    stated_numbers: set[float] = field(default_factory=set)  # worked out in the agent's own words
     objects: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (step, pointer, object)
     _joined: str | None = None
     _joined_squashed: str | None = None
@@ -84,6 +86,15 @@ class _Seen:
             for pointer, obj in _objects(parsed, []):
                 self.objects.append((step, pointer, obj))
 
+    def add_agent_text(self, text: str) -> None:
+        """The agent's replies and plans: they ground no identifier, but arithmetic the agent did in
+        the open (a total, a remainder) is where the numbers it then uses come from."""
+        if text and len(self.stated_numbers) < MAX_NUMBERS:
+            for match in _NUMBER.finditer(text):
+                number = _to_number(match.group())
+                if number is not None:
+                    self.stated_numbers.add(number)
+
     @property
     def joined(self) -> str:
         if self._joined is None:
@@ -104,7 +115,7 @@ class _Seen:
         return len(squashed) >= 3 and squashed in self.joined_squashed
 
     def has_number(self, value: float) -> bool:
-        if value in self.numbers:
+        if value in self.numbers or value in self.stated_numbers:
             return True
         observed = self.observed_numbers
         for seen in observed:
@@ -258,6 +269,9 @@ def grounding_check_run(
         for message in call.state:
             content = message.get("content")
             seen.add(content if isinstance(content, str) else orjson.dumps(content).decode() if content else "")
+        seen.add_agent_text(call.plan)
+        if call.kind == "respond" and isinstance(call.arguments, dict):
+            seen.add_agent_text(str(call.arguments.get("content") or ""))
         if call.kind == "tool_call" and isinstance(call.arguments, dict):
             tool = (tools or {}).get(call.tool_name)
             if call.tool_name not in constants:

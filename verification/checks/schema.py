@@ -121,7 +121,26 @@ class SchemaChecker:
                     message=f"the arguments are a JSON {type(call.arguments).__name__}, not an object",
                 )
             ]
-        return [f for error in validator.iter_errors(call.arguments) for f in self._findings(call, error)]
+        findings = [f for error in validator.iter_errors(call.arguments) for f in self._findings(call, error)]
+        reported = {f.pointer for f in findings if f.code == "unexpected_property"}
+        schema = self.tools[call.tool_name].parameters
+        for path, name, value in _undeclared(schema, call.arguments, []):
+            pointer = pointer_of([*path, name])
+            if pointer not in reported:
+                findings.append(
+                    FindingData(
+                        code="unexpected_property",
+                        step_index=call.index,
+                        failure_mode=HALLUCINATED_ARGUMENT,
+                        argument=str([*path, name][0]),
+                        pointer=pointer,
+                        rule="properties: a call's arguments are the declared parameters (additionalProperties unset)",
+                        value=value,
+                        message=f"{pointer}: {name!r} is not a parameter of {call.tool_name} (an invented key)",
+                        evidence={"declared": sorted(_declared(schema, path))},
+                    )
+                )
+        return findings
 
     def _findings(self, call: CallView, error: ValidationError) -> Iterator[FindingData]:
         if error.context and error.validator in ("anyOf", "oneOf", "allOf"):
@@ -194,6 +213,41 @@ def _extra(error: ValidationError) -> list[str]:
     if extra:
         return extra
     return _QUOTED.findall(error.message)  # unevaluatedProperties under composition: trust the message
+
+
+def _undeclared(schema: Any, instance: Any, path: list[Any]) -> Iterator[tuple[list[Any], str, Any]]:
+    """Keys of `instance` that its schema declares nowhere, where the schema lists `properties` and
+    says nothing about others (no additionalProperties, patternProperties, unevaluatedProperties).
+
+    JSON Schema allows such keys, but a tool call is not a free-form object: a key the tool does
+    not declare is an invented argument (most function specs in the wild omit
+    additionalProperties). A schema that does allow other keys explicitly is respected.
+    """
+    if not isinstance(schema, dict) or not isinstance(instance, dict):
+        return
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return
+    open_keys = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+    composed = any(k in schema for k in ("allOf", "anyOf", "oneOf", "$ref", "dependentSchemas", "if"))
+    for key, value in instance.items():
+        if key in properties:
+            yield from _undeclared(properties[key], value, [*path, key])
+            item_schema = properties[key].get("items") if isinstance(properties[key], dict) else None
+            if isinstance(value, list) and isinstance(item_schema, dict):
+                for i, item in enumerate(value):
+                    yield from _undeclared(item_schema, item, [*path, key, i])
+        elif not composed and not any(k in schema for k in open_keys):
+            yield path, key, value
+
+
+def _declared(schema: Any, path: list[Any]) -> set[str]:
+    node = schema
+    for p in path:
+        if not isinstance(node, dict):
+            return set()
+        node = node.get("items") if isinstance(p, int) else (node.get("properties") or {}).get(p)
+    return set((node or {}).get("properties") or {}) if isinstance(node, dict) else set()
 
 
 _checkers: OrderedDict[str, SchemaChecker] = OrderedDict()

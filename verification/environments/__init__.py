@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from verification.environments.airline import AirlineEnvironment
 from verification.environments.base import ERROR_PREFIX, Environment, Replay, ToolError, is_error, replay, tool_spec
+from verification.environments.sql import SqlEnvironment
 
 ENVIRONMENTS: dict[str, Environment] = {}
 
@@ -27,6 +28,7 @@ def environment_get(name: str) -> Environment:
 
 
 register_environment(AirlineEnvironment())
+register_environment(SqlEnvironment())
 
 __all__ = [
     "ENVIRONMENTS",
@@ -34,6 +36,7 @@ __all__ = [
     "AirlineEnvironment",
     "Environment",
     "Replay",
+    "SqlEnvironment",
     "ToolError",
     "environment_get",
     "is_error",

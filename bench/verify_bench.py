@@ -41,6 +41,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -471,6 +472,49 @@ def power(
     }
 
 
+def grounding_precision_recall(
+    runs: list[tuple[str, list[Any]]], tools: dict[str, Any], *, trials: int, rng: random.Random
+) -> tuple[int, int, int, int]:
+    """The grounding check alone: (true positives, false positives, injected copies, copies caught).
+
+    A flagged step is a true positive when it is the step an id swap or a contradicting value was
+    injected into; every other flagged step (in the injected copies and in the untouched runs) is a
+    false positive."""
+    from verification.checks import grounding
+    from verification.checks.grounding import worth_checking
+
+    pool: dict[str, set[str]] = {}
+    for _, calls in runs:
+        for c in calls:
+            if c.kind == "tool_call" and isinstance(c.arguments, dict):
+                for path, value in _leaves(c.arguments, []):
+                    if path and isinstance(path[-1], str) and worth_checking(path[-1], value) == "id":
+                        pool.setdefault(path[-1], set()).add(value)
+    injector = Injector(tools, rng, {k: sorted(v) for k, v in pool.items()})
+
+    def flagged(goal: str, calls: list[Any]) -> set[int]:
+        found = grounding.grounding_check_run(goal=goal, calls=calls, tools=tools)
+        return {f.step_index for f in found if f.step_index is not None}
+
+    tp = fp = copies = caught = 0
+    for goal, calls in runs:
+        fp += len(flagged(goal, calls))
+    for kind in ("swapped_id", "contradicting_value"):
+        applicable = [(g, c) for g, c in runs if injector.inject(kind, c) is not None]
+        for _ in range(trials if applicable else 0):
+            goal, calls = rng.choice(applicable)
+            made = injector.inject(kind, calls)
+            if made is None:
+                continue
+            changed, step = made
+            hits = flagged(goal, changed)
+            copies += 1
+            caught += step in hits
+            tp += step in hits
+            fp += len(hits - {step})
+    return tp, fp, copies, caught
+
+
 def _print_power(result: dict[str, Any], *, target_false_flags: bool) -> None:
     runs = result["runs"]
     print(f"-- {result['name']}: {runs} untouched runs, {result['tool_calls']} tool calls")
@@ -617,7 +661,6 @@ def main() -> None:
     import django
 
     django.setup()
-    import jsonschema
     import orjson
 
     from demo import rollouts
@@ -625,7 +668,7 @@ def main() -> None:
 
     print("== Stepwise verification benchmark (bench/verify_bench.py) ==")
     print(
-        f"machine     : {os.cpu_count()} cores; Python {platform.python_version()}, jsonschema {jsonschema.__version__ if hasattr(jsonschema, '__version__') else ''}".rstrip()
+        f"machine     : {os.cpu_count()} cores; Python {platform.python_version()}, jsonschema {version('jsonschema')}"
     )
     print(f"protocol    : {args.repeats} repeats, median (min–max); {args.trials} injected copies per class and source")
     print("\n1. Schema-check throughput per process")
@@ -676,6 +719,19 @@ def main() -> None:
         ),
         target_false_flags=False,
     )
+    print(
+        "-- grounding check alone (ids swapped in, values contradicting an observation; untouched runs for false flags)"
+    )
+    for label, runs_, tools_ in (
+        ("demo", faithful, _tools(rollouts.tool_specs())),
+        ("τ-bench", [(r.goal_text, _calls(r)) for r in tau], _tools(tau_airline_registry())),
+    ):
+        tp, fp, copies, caught = grounding_precision_recall(runs_, tools_, trials=args.trials, rng=rng)
+        precision = tp / (tp + fp) if tp + fp else float("nan")
+        recall = caught / copies if copies else float("nan")
+        print(
+            f"   {label:<8} precision {precision:6.1%} ({tp} of {tp + fp} flagged steps)   recall {recall:6.1%} ({caught}/{copies} copies)"
+        )
     natural = Counter()
     caught = Counter()
     tools = _tools(rollouts.tool_specs())

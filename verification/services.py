@@ -24,7 +24,6 @@ import orjson
 from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.models import Project
@@ -208,6 +207,7 @@ class _Batch:
     recordings: dict[tuple[int, str], list[tuple[str, int | None]]] = field(default_factory=dict)
     to_record: list[RecordedObservation] = field(default_factory=list)
     existing: set[tuple[int, str, str, str]] = field(default_factory=set)
+    errored: dict[tuple[int, str, str, str], int] = field(default_factory=dict)  # → the CheckRun to replace
 
 
 @dataclass(slots=True)
@@ -244,34 +244,40 @@ def trajectories_verify(*, trajectory_ids: Iterable[int], kinds: Iterable[str] |
     """Run the checks on many runs, loading and storing them a batch at a time. Returns counts of outcomes."""
     ids = list(trajectory_ids)
     counts: dict[str, int] = {}
+    projects: dict[int, _Project] = {}
     for start in range(0, len(ids), CHUNK):
-        for outcome in _verify(ids[start : start + CHUNK], kinds).values():
+        for outcome in _verify(ids[start : start + CHUNK], kinds, projects).values():
             for kind, what in outcome.items():
                 key = f"{kind}:{what.split(':')[0]}"
                 counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-def _verify(ids: list[int], kinds: Iterable[str] | None) -> dict[int, dict[str, str]]:
+def _verify(
+    ids: list[int], kinds: Iterable[str] | None, projects: dict[int, _Project] | None = None
+) -> dict[int, dict[str, str]]:
     wanted = [CheckKind(k).value for k in (kinds or MACHINE_KINDS)]
     trajectories = list(
-        Trajectory.objects.filter(pk__in=ids).select_related("project", "goal").defer("payload", "alternatives")
+        Trajectory.objects.filter(pk__in=ids)
+        .select_related("project", "goal")
+        .defer("payload", "alternatives", "outcome", "final_answer", "project__guidelines", "goal__prompt")
     )
     if not trajectories:
         return {}
-    projects: dict[int, _Project] = {}
+    projects = {} if projects is None else projects
     for trajectory in trajectories:
         if trajectory.project_id not in projects:
             registry = registry_active(trajectory.project)
             projects[trajectory.project_id] = _Project(registry, tool_views(registry), replay_config_for(registry))
-    calls = _call_views_of([t.pk for t in trajectories])
-    batch = _Batch(
-        existing=set(
-            CheckRun.objects.filter(trajectory_id__in=[t.pk for t in trajectories], step__isnull=True)
-            .exclude(status=CheckStatus.ERROR)
-            .values_list("trajectory_id", "kind", "verifier_version", "inputs_sha256")
-        )
-    )
+    calls = _call_views_of([t.pk for t in trajectories], light=set(wanted) <= {CheckKind.SCHEMA.value})
+    batch = _Batch()
+    for pk, trajectory_id, kind, version, inputs, status in CheckRun.objects.filter(
+        trajectory_id__in=[t.pk for t in trajectories], step__isnull=True, kind__in=wanted
+    ).values_list("pk", "trajectory_id", "kind", "verifier_version", "inputs_sha256", "status"):
+        if status == CheckStatus.ERROR:
+            batch.errored[(trajectory_id, kind, version, inputs)] = pk
+        else:
+            batch.existing.add((trajectory_id, kind, version, inputs))
     contexts = [
         _Context(
             trajectory=t,
@@ -292,24 +298,20 @@ def _verify(ids: list[int], kinds: Iterable[str] | None) -> dict[int, dict[str, 
     return outcome
 
 
-def _call_views_of(trajectory_ids: list[int]) -> dict[int, list[CallView]]:
-    fields = (
-        "id",
-        "trajectory_id",
-        "index",
-        "kind",
-        "tool_name",
-        "arguments",
-        "arguments_raw",
-        "arguments_error",
-        "observation",
-        "state",
-        "plan",
-        "latency_ms",
-    )
+_CALL_FIELDS = ("id", "trajectory_id", "index", "kind", "tool_name", "arguments", "arguments_raw", "arguments_error")
+_CONTEXT_FIELDS = ("observation", "state", "plan", "latency_ms")
+
+
+def _call_views_of(trajectory_ids: list[int], *, light: bool = False) -> dict[int, list[CallView]]:
+    """The runs' steps as the checks see them; `light`: only what a schema check reads (no context)."""
+    fields = _CALL_FIELDS if light else (*_CALL_FIELDS, *_CONTEXT_FIELDS)
     out: dict[int, list[CallView]] = {}
     rows = Step.objects.filter(trajectory_id__in=trajectory_ids).order_by("trajectory_id", "index").values(*fields)
     for row in rows:
+        row.setdefault("observation", None)
+        row.setdefault("state", [])
+        row.setdefault("plan", "")
+        row.setdefault("latency_ms", None)
         out.setdefault(row["trajectory_id"], []).append(
             CallView(
                 index=row["index"],
@@ -397,7 +399,7 @@ def _flush(batch: _Batch, outcome: dict[int, dict[str, str]]) -> None:
         return
     try:
         with transaction.atomic():
-            _write(batch.pending)
+            _write(batch.pending, batch.errored)
             _write_recordings(batch.to_record)
         return
     except IntegrityError:
@@ -409,21 +411,18 @@ def _flush(batch: _Batch, outcome: dict[int, dict[str, str]]) -> None:
         for item in items:
             try:
                 with transaction.atomic():
-                    _write([item])
+                    _write([item], batch.errored)
             except IntegrityError:
                 outcome[trajectory_id][item.kind] = "unchanged"
     _write_recordings(batch.to_record)
 
 
-def _write(pending: list[_Pending]) -> None:
+def _write(pending: list[_Pending], errored: dict[tuple[int, str, str, str], int]) -> None:
     if not pending:
         return
-    stale = Q()
-    for item in pending:
-        stale |= Q(
-            trajectory_id=item.trajectory.pk, kind=item.kind, verifier_version=item.version, inputs_sha256=item.inputs
-        )
-    CheckRun.objects.filter(stale, step__isnull=True, status=CheckStatus.ERROR).delete()
+    stale = [pk for item in pending if (pk := errored.get((item.trajectory.pk, item.kind, item.version, item.inputs)))]
+    if stale:
+        CheckRun.objects.filter(pk__in=stale, status=CheckStatus.ERROR).delete()
     now = timezone.now()
     runs = CheckRun.objects.bulk_create(
         [

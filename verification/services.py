@@ -212,6 +212,7 @@ class _Batch:
     to_record: list[RecordedObservation] = field(default_factory=list)
     existing: set[tuple[int, str, str, str]] = field(default_factory=set)
     errored: dict[tuple[int, str, str, str], int] = field(default_factory=dict)  # → the CheckRun to replace
+    sandbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # "kind:trajectory id" → {"ok"} | {"error"}
 
 
 @dataclass(slots=True)
@@ -306,6 +307,8 @@ def _verify(
     ]
     if CheckKind.REPLAY in wanted:
         _preload_recordings(contexts)
+    if CheckKind.REPLAY in wanted or CheckKind.FINAL_STATE in wanted:
+        _sandbox_batch(contexts, wanted)
     outcome: dict[int, dict[str, str]] = {}
     for ctx in contexts:
         outcome[ctx.trajectory.pk] = {kind: RUNNERS[kind](ctx) for kind in wanted}
@@ -577,14 +580,8 @@ def _replay(ctx: _Context) -> str:
     status = None
     if env is not None and seed is not None:
         modes.append("environment")
-        calls = ctx.calls
         try:
-            fresh = seed_state(env, seed)
-            replayed = run_limited(
-                lambda: replay.environment_replay(env, state=orjson.loads(fresh), calls=calls, volatile=volatile),
-                timeout_s=SANDBOX_TIMEOUT_S,
-                memory_mb=SANDBOX_MEMORY_MB,
-            )
+            replayed = _sandboxed(ctx, CheckKind.REPLAY, _replay_work(ctx))
         except LimitExceeded as exc:
             logs.append(f"environment replay stopped: {exc}")
             status = CheckStatus.ERROR
@@ -658,7 +655,19 @@ def _record(ctx: _Context, lookups: list[tuple[CallView, str]]) -> None:
         )
 
 
-def _final_state(ctx: _Context) -> str:
+def _replay_work(ctx: _Context) -> Callable[[], Any] | None:
+    """The environment replay of one run, as work for the sandbox; None when it has no environment or seed."""
+    env, config = ctx.environment, ctx.config
+    seed = _seed(ctx.trajectory, config) if config else None
+    if env is None or seed is None or config is None:
+        return None
+    fresh = seed_state(env, seed)
+    calls, volatile = ctx.calls, list(config.volatile_keys)
+    return lambda: replay.environment_replay(env, state=orjson.loads(fresh), calls=calls, volatile=volatile)
+
+
+def _final_state_plan(ctx: _Context) -> tuple[str, list[dict[str, Any]], list[str], int] | str:
+    """(inputs hash, gold actions, expected outputs, seed), or why the check does not apply."""
     goal = ctx.trajectory.goal
     if goal is None or not isinstance(goal.expected_actions, list):
         return "skipped: the goal has no expected actions"
@@ -673,30 +682,93 @@ def _final_state(ctx: _Context) -> str:
     inputs = _sha(
         rewards.VERSION, ctx.trajectory.content_sha256, gold, expected_outputs, env.name, seed, config.sql_tools
     )
-    if _exists(ctx, CheckKind.FINAL_STATE, rewards.VERSION, inputs):
-        return "unchanged"
-    started = time.perf_counter()
+    return inputs, gold, expected_outputs, seed
+
+
+def _final_state_work(
+    ctx: _Context, gold: list[dict[str, Any]], expected_outputs: list[str], seed: int
+) -> Callable[[], Any] | None:
+    env, config = ctx.environment, ctx.config
+    if env is None or config is None:
+        return None
+    fresh = seed_state(env, seed)
     replies = [
         str(c.arguments.get("content") or "")
         for c in ctx.calls
         if c.kind == "respond" and isinstance(c.arguments, dict)
     ]
     calls, sql_tools = ctx.calls, list(config.sql_tools)
+    return lambda: rewards.final_state_reward(
+        env,
+        fresh_state=lambda: orjson.loads(fresh),
+        gold=gold,
+        calls=calls,
+        expected_outputs=expected_outputs,
+        replies=replies,
+        sql_tools=sql_tools,
+    )
+
+
+def _sandboxed(ctx: _Context, kind: str, work: Callable[[], Any] | None) -> Any:
+    """The result of `work` for this run: from the batch's one sandbox run when it had it, else run alone."""
+    done = ctx.batch.sandbox.get(f"{kind}:{ctx.trajectory.pk}")
+    if done is not None:
+        if "error" in done:
+            raise LimitExceeded(done["error"])
+        return done["ok"]
+    if work is None:
+        raise LimitExceeded("nothing to run in the sandbox")
+    return run_limited(work, timeout_s=SANDBOX_TIMEOUT_S, memory_mb=SANDBOX_MEMORY_MB)
+
+
+def _sandbox_batch(contexts: list[_Context], wanted: list[str]) -> None:
+    """Run the sandbox work of the whole batch in one child under the limits (a fork per run costs more
+    than most runs' replays). Should the batch as a whole not finish, each run goes alone later, so a
+    run that hangs or explodes only costs itself."""
+    jobs: dict[str, Callable[[], Any]] = {}
     try:
-        fresh = seed_state(env, seed)
-        result = run_limited(
-            lambda: rewards.final_state_reward(
-                env,
-                fresh_state=lambda: orjson.loads(fresh),
-                gold=gold,
-                calls=calls,
-                expected_outputs=expected_outputs,
-                replies=replies,
-                sql_tools=sql_tools,
-            ),
-            timeout_s=SANDBOX_TIMEOUT_S,
-            memory_mb=SANDBOX_MEMORY_MB,
-        )
+        for ctx in contexts:
+            if CheckKind.REPLAY in wanted and (work := _replay_work(ctx)) is not None:
+                jobs[f"{CheckKind.REPLAY}:{ctx.trajectory.pk}"] = work
+            if CheckKind.FINAL_STATE in wanted:
+                plan = _final_state_plan(ctx)
+                if not isinstance(plan, str) and not _exists(ctx, CheckKind.FINAL_STATE, rewards.VERSION, plan[0]):
+                    work = _final_state_work(ctx, plan[1], plan[2], plan[3])
+                    if work is not None:
+                        jobs[f"{CheckKind.FINAL_STATE}:{ctx.trajectory.pk}"] = work
+    except LimitExceeded:  # an environment that cannot even reset: each run reports it on its own
+        return
+    if len(jobs) < 2:
+        return
+
+    def run_all() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for key, work in jobs.items():
+            try:
+                out[key] = {"ok": work()}
+            except MemoryError:
+                raise
+            except Exception as exc:  # the run's own failure, reported as its error
+                out[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        return out
+
+    try:
+        ctx_results = run_limited(run_all, timeout_s=SANDBOX_TIMEOUT_S, memory_mb=SANDBOX_MEMORY_MB)
+    except LimitExceeded:
+        return  # each run alone, under its own limits
+    contexts[0].batch.sandbox.update(ctx_results)
+
+
+def _final_state(ctx: _Context) -> str:
+    plan = _final_state_plan(ctx)
+    if isinstance(plan, str):
+        return plan
+    inputs, gold, expected_outputs, seed = plan
+    if _exists(ctx, CheckKind.FINAL_STATE, rewards.VERSION, inputs):
+        return "unchanged"
+    started = time.perf_counter()
+    try:
+        result = _sandboxed(ctx, CheckKind.FINAL_STATE, _final_state_work(ctx, gold, expected_outputs, seed))
     except LimitExceeded as exc:
         return _store(
             ctx,

@@ -9,5 +9,6 @@ urlpatterns = [
     path("api/", include("config.api_urls")),
     path("", include("core.urls")),
     path("p/<slug:project_slug>/verification/", include("verification.urls")),
+    path("p/<slug:project_slug>/work/", include("annotation.urls")),
     path("p/<slug:project_slug>/", include("trajectories.urls")),
 ]

@@ -172,7 +172,8 @@
   // Leaving the step (outline, j / k) or accepting a suggestion: first send what is pending.
   document.addEventListener("htmx:confirm", function (event) {
     var elt = event.detail.elt;
-    if (!elt || !elt.getAttribute || elt.getAttribute("hx-target") !== "#workspace") return;
+    var owner = elt && elt.closest ? elt.closest("[hx-target]") : null;  // outline links inherit it
+    if (!owner || owner.getAttribute("hx-target") !== "#workspace") return;
     event.preventDefault();
     flush({ time: event.detail.verb === "get" }).then(function () { event.detail.issueRequest(true); });
   });

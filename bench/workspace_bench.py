@@ -1,0 +1,460 @@
+"""Workspace benchmark (BENCH.md): the annotator's step view and autosave, served by gunicorn on PostgreSQL.
+
+    .venv/bin/python bench/workspace_bench.py [--requests 300] [--steps 300] [--db-url URL] [--port 8731]
+
+What it does, in one run:
+
+1. Creates a database of its own, migrates it, and builds a tool-use project with a frozen
+   registry and one trajectory of --steps steps whose observations total 1 MB (τ-bench-like
+   JSON observations of a few KB, one of them a long tail), imports it through the real import
+   path, and claims it for an annotator.
+2. Serves the app with gunicorn (the production server; 2 workers) on 127.0.0.1 and, as a client
+   on loopback with keep-alive (httpx), logged in as the annotator:
+   - step fragment: HX-Request GETs of steps spread over the trajectory, after a warm-up;
+   - autosave: POSTs of one changed field (the label's version carried from one save to the next);
+   p50 / p95 / p99 of each over --requests requests.
+3. Counts SQL queries per step fragment and per autosave in-process (Django's test client with
+   CaptureQueriesContext, same code path), for a 3-step and the --steps-step trajectory.
+4. Page weight: the full step page's HTML plus its CSS and JS (vendored htmx included), without
+   the observation text itself.
+5. Browser: Chromium (Playwright) — navigation start → first step visible, median of 5.
+
+It prints figures and conditions; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/stepwise_workspace_bench"
+PASSWORD = "bench-password-1"
+
+
+def _env(db_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_COOKIES": "0",
+        "CELERY_BROKER_URL": "memory://",
+        "MEDIA_ROOT": "/tmp/stepwise-workspace-bench-media",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return f"p50 {q[49]:6.1f} ms   p95 {q[94]:6.1f} ms   p99 {q[98]:6.1f} ms   (n={len(values)})"
+
+
+# --- the data ---------------------------------------------------------------------------------------
+
+
+def _observation(rng: random.Random, size: int) -> str:
+    rows = []
+    while sum(len(r) for r in rows) < size:
+        rows.append(
+            json.dumps(
+                {
+                    "flight_number": f"HAT{rng.randint(1, 300):03d}",
+                    "origin": rng.choice(["JFK", "SFO", "SEA", "ORD"]),
+                    "destination": rng.choice(["LAX", "MIA", "BOS", "DEN"]),
+                    "status": rng.choice(["available", "delayed", "on time"]),
+                    "prices": {"economy": rng.randint(80, 300), "business": rng.randint(300, 900)},
+                }
+            )
+        )
+    return "[" + ", ".join(rows) + "]"
+
+
+def build_run(steps: int, total_bytes: int = 1_000_000) -> bytes:
+    """One OpenAI-chat record: `steps` tool calls whose observations add up to about `total_bytes`."""
+    rng = random.Random(7)
+    tail = 200_000 if total_bytes >= 400_000 else 0
+    per = (total_bytes - tail) // max(1, steps - (1 if tail else 0))
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "Find me the cheapest flight to LAX, user mia_li_3668."}
+    ]
+    for i in range(steps):
+        size = tail if tail and i == steps // 2 else per  # one long tail
+        call = {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {
+                "name": "search_flights",
+                "arguments": json.dumps({"origin": "JFK", "destination": "LAX", "page": i}),
+            },
+        }
+        messages.append({"role": "assistant", "content": f"Looking at page {i}.", "tool_calls": [call]})
+        messages.append({"role": "tool", "tool_call_id": f"call_{i}", "content": _observation(rng, size)})
+    return (
+        json.dumps({"messages": messages, "metadata": {"model": "bench-model", "rollout_id": f"bench-{steps}"}}) + "\n"
+    ).encode()
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search_flights",
+            "description": "Search flights between two airports.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "origin": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "IATA code"},
+                    "destination": {"type": "string", "pattern": "^[A-Z]{3}$", "description": "IATA code"},
+                    "page": {"type": "integer", "minimum": 0},
+                },
+                "required": ["origin", "destination"],
+                "additionalProperties": False,
+            },
+        },
+        "side_effects": "read",
+        "latency_p99_ms": 800,
+    }
+]
+
+
+def child_setup(steps: int) -> None:
+    """In the bench database: the project, its registry, two runs (3 steps and `steps` steps), the claims."""
+    import io
+
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from annotation.models import Assignment
+    from annotation.services import assignment_claim_next
+    from core.models import Role
+    from core.services import membership_set, project_create
+    from trajectories.models import ImportJob, Trajectory
+    from trajectories.services.imports import import_job_run, source_file_store
+    from trajectories.services.registries import registry_create, registry_freeze
+
+    pm = User.objects.create_user("bench-pm", password=PASSWORD)
+    annotator = User.objects.create_user("bench-annotator", password=PASSWORD)
+    project = project_create(actor=pm, name="Workspace bench", kind="tool_use")
+    project.gold_rate = 0.0
+    project.overlap = 1
+    project.save(update_fields=["gold_rate", "overlap"])
+    membership_set(actor=pm, project=project, user=pm, role=Role.PROJECT_MANAGER)
+    membership_set(actor=pm, project=project, user=annotator, role=Role.ANNOTATOR)
+    registry_freeze(actor=pm, registry=registry_create(actor=pm, project=project, tools=TOOLS))
+    for n in (3, steps):
+        source = source_file_store(
+            actor=pm,
+            project=project,
+            name=f"run-{n}.jsonl",
+            stream=io.BytesIO(build_run(n, 1_000_000 if n == steps else 10_000)),
+        )
+        job = ImportJob.objects.create(
+            project=project, source_file=source, bytes_total=source.size, format_requested="openai_chat"
+        )
+        import_job_run(job_id=job.pk)
+    small = Trajectory.objects.get(project=project, rollout_id="bench-3")
+    big = Trajectory.objects.get(project=project, rollout_id=f"bench-{steps}")
+    first = assignment_claim_next(annotator=annotator, project=project)  # the real claim path (the small run)
+    lease = timezone.now() + timedelta(days=1)
+    Assignment.objects.filter(pk=first.pk).update(lease_expires_at=lease)
+    second = Assignment.objects.create(trajectory=big, annotator=annotator, lease_expires_at=lease)
+    print(
+        json.dumps(
+            {
+                "project": project.slug,
+                "small": first.pk,
+                "big": second.pk,
+                "small_steps": small.step_count,
+                "big_steps": big.step_count,
+                "observation_bytes": sum(len(o or "") for o in big.steps.values_list("observation", flat=True)),
+            }
+        )
+    )
+
+
+def child_queries(info: dict[str, Any]) -> None:
+    """SQL queries per step fragment and per autosave, in-process (the same views, Django's test client)."""
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HX_REQUEST="true", HTTP_HOST="localhost")
+    assert client.login(username="bench-annotator", password=PASSWORD)
+    out = {}
+    for name in ("small", "big"):
+        steps = info[f"{name}_steps"]
+        counts = []
+        for index in (0, steps // 2, steps - 1):
+            url = f"/p/{info['project']}/work/{info[name]}/steps/{index}/"
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(url)
+            assert response.status_code == 200, response.status_code
+            counts.append(len(queries))
+        version = 0
+        saves = []
+        for i in range(3):
+            with CaptureQueriesContext(connection) as queries:
+                response = client.post(
+                    f"/p/{info['project']}/work/{info[name]}/steps/0/save/",
+                    {"field": "comment", "comment": f"note {i}", "base_version": version, "elapsed_ms": 500},
+                )
+            assert response.status_code == 200, (response.status_code, response.content[:300])
+            version = int(re.search(rb'id="label-version"[^>]*value="(\d+)"', response.content).group(1))
+            saves.append(len(queries))
+        out[name] = {"fragment": counts, "save": saves}
+    print(json.dumps(out))
+
+
+def _child(python: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([python, __file__, *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed:\n{done.stderr[-3000:]}")
+    return done
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "gunicorn"),
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+
+    def wait(self, timeout: float = 30) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit("gunicorn exited")
+            time.sleep(0.1)
+        raise SystemExit("gunicorn did not answer")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def _login(client: Any, base: str) -> None:
+    client.get(f"{base}/login/")
+    token = client.cookies.get("csrftoken")
+    response = client.post(
+        f"{base}/login/",
+        data={"username": "bench-annotator", "password": PASSWORD, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/login/"},
+    )
+    if response.status_code not in (200, 302) or "sessionid" not in client.cookies:
+        raise SystemExit(f"login failed: {response.status_code}")
+
+
+def latency(base: str, info: dict[str, Any], requests: int) -> dict[str, list[float]]:
+    import httpx
+
+    rng = random.Random(3)
+    out: dict[str, list[float]] = {"fragment": [], "save": []}
+    with httpx.Client(follow_redirects=False, timeout=30) as client:
+        _login(client, base)
+        token = client.cookies.get("csrftoken")
+        headers = {"HX-Request": "true", "X-CSRFToken": token, "Referer": base + "/"}
+        steps = info["big_steps"]
+        urls = [
+            f"{base}/p/{info['project']}/work/{info['big']}/steps/{rng.randrange(steps)}/" for _ in range(requests + 30)
+        ]
+        for i, url in enumerate(urls):
+            started = time.perf_counter()
+            response = client.get(url, headers=headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise SystemExit(f"step fragment answered {response.status_code}")
+            if i >= 30:  # warm-up
+                out["fragment"].append(elapsed)
+        version = 0
+        save_url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{steps // 3}/save/"
+        for i in range(requests + 30):
+            started = time.perf_counter()
+            response = client.post(
+                save_url,
+                data={"field": "comment", "comment": f"note {i}", "base_version": version, "elapsed_ms": 700},
+                headers=headers,
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise SystemExit(f"autosave answered {response.status_code}: {response.text[:300]}")
+            version = int(re.search(r'id="label-version"[^>]*value="(\d+)"', response.text).group(1))
+            if i >= 30:
+                out["save"].append(elapsed)
+        page = client.get(f"{base}/p/{info['project']}/work/{info['big']}/steps/0/")
+        out["page"] = [float(len(page.content))]
+        assets = 0
+        for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+            assets += len(client.get(base + src).content)
+        out["assets"] = [float(assets)]
+        out["observation"] = [float(len(_observation_text(page.text)))]
+    return out
+
+
+def _observation_text(html: str) -> str:
+    start = html.find('<div class="field observation"')
+    end = html.find("<!-- /observation -->", start)
+    return html[start:end] if start >= 0 and end > start else ""
+
+
+def browser(base: str, info: dict[str, Any]) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        context = chromium.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.goto(f"{base}/login/")
+        page.fill("input[name=username]", "bench-annotator")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+        url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{info['big_steps'] // 2}/"
+        for _ in range(6):
+            page.goto("about:blank")
+            page.goto(url, wait_until="commit")
+            page.wait_for_selector("#step-card .stepno", state="visible")
+            ms = page.evaluate("() => performance.now() - performance.getEntriesByType('navigation')[0].startTime")
+            times.append(ms)
+        chromium.close()
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument("--child-setup", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-queries", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_setup:
+        child_setup(args.child_setup)
+        return
+    if args.child_queries:
+        child_queries(json.loads(args.child_queries))
+        return
+    import psycopg
+
+    env = _env(args.db_url)
+    admin = args.db_url.rsplit("/", 1)[0] + "/postgres"
+    name = args.db_url.rsplit("/", 1)[1]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    server = None
+    try:
+        python = sys.executable
+        subprocess.run([python, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+        subprocess.run(
+            [python, str(ROOT / "manage.py"), "collectstatic", "--noinput", "-v0"], env=env, cwd=ROOT, check=True
+        )
+        made = subprocess.run(
+            [python, __file__, "--child-setup", str(args.steps)],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        info = json.loads(made.stdout.strip().splitlines()[-1])
+        counted = subprocess.run(
+            [python, __file__, "--child-queries", json.dumps(info)],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        queries = json.loads(counted.stdout.strip().splitlines()[-1])
+        server = Server(env, args.port)
+        server.wait()
+        base = f"http://127.0.0.1:{args.port}"
+        figures = latency(base, info, args.requests)
+        first_visible = browser(base, info)
+    finally:
+        if server is not None:
+            server.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print("== Stepwise workspace benchmark (bench/workspace_bench.py) ==")
+    print(
+        f"machine     : {os.cpu_count()} cores; Python {platform.python_version()}; gunicorn 2 workers on PostgreSQL; client httpx on loopback, keep-alive"
+    )
+    print(
+        f"data        : a {info['big_steps']}-step trajectory, observations {info['observation_bytes'] / 1e6:.2f} MB in all (one 200 KB tail); and a {info['small_steps']}-step one"
+    )
+    print(f"step fragment (HTMX GET, random steps) : {_percentiles(figures['fragment'])}   target p95 ≤ 20 ms")
+    print(f"autosave (one field, versioned)        : {_percentiles(figures['save'])}   target p95 ≤ 20 ms")
+    print(
+        f"SQL queries per step fragment          : {queries['small']['fragment']} ({info['small_steps']} steps), "
+        f"{queries['big']['fragment']} ({info['big_steps']} steps)   target ≤ 10 whatever the length"
+    )
+    print(f"SQL queries per autosave               : {queries['small']['save']} / {queries['big']['save']}")
+    weight = figures["page"][0] + figures["assets"][0] - figures["observation"][0]
+    print(
+        f"page weight (HTML + CSS + JS, no observation): {weight / 1024:.0f} KB "
+        f"(HTML {figures['page'][0] / 1024:.0f} KB of which observation {figures['observation'][0] / 1024:.0f} KB; "
+        f"assets {figures['assets'][0] / 1024:.0f} KB)   target ≤ 150 KB"
+    )
+    print(
+        f"first step visible in Chromium        : median {statistics.median(first_visible):.0f} ms "
+        f"(min–max {min(first_visible):.0f} – {max(first_visible):.0f}, n={len(first_visible)})   target ≤ 300 ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -551,5 +551,6 @@ def test_observation_kinds() -> None:
     assert long["kind"] == "text" and long["total"] == 1000 and long["head"].count("\n") == 39
     tree = observation_view('{"a": {"b": [1, "<i>"]}}')
     assert tree["kind"] == "json"
-    assert {"t": "leaf", "key": "1", "path": "/a/b/1", "value": '"<i>"', "cls": "str"} in tree["tokens"]
+    assert 'data-path="/a/b/1"' in tree["tree"]
+    assert '<span class="jv jv-str">&quot;&lt;i&gt;&quot;</span>' in tree["tree"] and "<i>" not in tree["tree"]
     assert observation_view(None) == {"kind": "none"}

@@ -205,8 +205,9 @@ def _claim_gold(*, annotator: User, project: Project, now: datetime) -> Assignme
     return assignment
 
 
-def _hold(assignment: Assignment, now: datetime) -> Assignment:
-    """Lock the annotator's own active assignment and renew its lease; LeaseLost if its place is gone."""
+def _hold(assignment: Assignment, now: datetime, elapsed_ms: int = 0) -> Assignment:
+    """Lock the annotator's own active assignment, renew its lease and add the time spent; LeaseLost if its
+    place is gone."""
     locked = Assignment.objects.select_for_update().select_related("trajectory__project").get(pk=assignment.pk)
     if locked.status == AssignmentStatus.SUBMITTED:
         raise ValidationError("This trajectory was already submitted; its labels are final.")
@@ -221,7 +222,8 @@ def _hold(assignment: Assignment, now: datetime) -> Assignment:
             )
         locked.status = AssignmentStatus.ACTIVE
     locked.lease_expires_at = now + LEASE
-    locked.save(update_fields=["status", "lease_expires_at"])
+    locked.time_spent_ms += _elapsed(elapsed_ms)
+    locked.save(update_fields=["status", "lease_expires_at", "time_spent_ms"])
     return locked
 
 
@@ -261,16 +263,21 @@ class LabelSpec:
     rubric_axes: list[str]
 
 
-def label_spec(*, project: Project, step: Step) -> LabelSpec:
+def label_spec(*, project: Project, step: Step, fields: Any = None) -> LabelSpec:
+    """What the step's labels may hold; with `fields`, only what checking those fields needs is loaded."""
+    wanted = set(fields) if fields is not None else {"corrected_arguments", "correct_tool"}
     parameters: dict[str, Any] = {}
-    if step.tool_id is not None:
+    if step.tool_id is not None and "corrected_arguments" in wanted:
         tool = Tool.objects.filter(pk=step.tool_id).values_list("parameters", flat=True).first()
         parameters = tool if isinstance(tool, dict) else {}
-    registry = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version").first()
+    tools: set[str] = set()
+    if "correct_tool" in wanted:
+        latest = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version")
+        tools = set(Tool.objects.filter(registry__in=latest.values("pk")[:1]).values_list("name", flat=True))
     return LabelSpec(
         argument_schemas=dict(parameters.get("properties") or {}),
         argument_required=set(parameters.get("required") or []),
-        tools=set(Tool.objects.filter(registry=registry).values_list("name", flat=True)) if registry else set(),
+        tools=tools,
         failure_modes={str(t.get("key")) for t in project.failure_taxonomy if isinstance(t, dict)},
         rubric_axes=[str(a.get("key")) for a in project.rubric_axes if isinstance(a, dict)],
     )
@@ -382,9 +389,10 @@ def step_label_save(
     now = now or timezone.now()
     if assignment.annotator_id != annotator.pk or step.trajectory_id != assignment.trajectory_id:
         raise ValidationError("This step is not part of your assignment.")
-    held = _hold(assignment, now)
+    held = _hold(assignment, now, elapsed_ms)
     project = held.trajectory.project
-    cleaned = clean_step_values(spec=label_spec(project=project, step=step), step=step, values=values)
+    spec = label_spec(project=project, step=step, fields=values)
+    cleaned = clean_step_values(spec=spec, step=step, values=values)
     label = StepLabel.objects.select_for_update().filter(assignment=held, step=step).first()
     current = label.version if label else 0
     if current != base_version:
@@ -399,7 +407,6 @@ def step_label_save(
         label.save()
     except IntegrityError:  # another tab created it at the same moment
         raise LabelConflict(1) from None
-    Assignment.objects.filter(pk=held.pk).update(time_spent_ms=held.time_spent_ms + _elapsed(elapsed_ms))
     return label
 
 
@@ -444,7 +451,7 @@ def trajectory_label_save(
     now = now or timezone.now()
     if assignment.annotator_id != annotator.pk:
         raise ValidationError("This is not your assignment.")
-    held = _hold(assignment, now)
+    held = _hold(assignment, now, elapsed_ms)
     cleaned = clean_verdict_values(trajectory=held.trajectory, values=values)
     label = TrajectoryLabel.objects.select_for_update().filter(assignment=held).first()
     current = label.version if label else 0
@@ -459,7 +466,6 @@ def trajectory_label_save(
         label.save()
     except IntegrityError:
         raise LabelConflict(1) from None
-    Assignment.objects.filter(pk=held.pk).update(time_spent_ms=held.time_spent_ms + _elapsed(elapsed_ms))
     return label
 
 

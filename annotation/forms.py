@@ -152,3 +152,24 @@ class SkipForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "aria-label": "Why you skip this trajectory"}),
         help_text="Say why you skip it: the project manager reads every reason.",
     )
+
+
+class GoldForm(forms.Form):
+    reference = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 24, "class": "mono", "spellcheck": "false"}),
+        strip=False,
+        help_text="Reference labels for every step, keyed by step index (0 is the first step).",
+    )
+    explanation = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, help_text="What an annotator should get right here."
+    )
+
+    def clean_reference(self) -> Any:
+        text = self.cleaned_data["reference"]
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("must be a JSON object: step index → labels")
+        return value

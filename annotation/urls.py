@@ -14,4 +14,5 @@ urlpatterns = [
     path("<int:assignment_id>/verdict/save/", views.verdict_save, name="verdict_save"),
     path("<int:assignment_id>/submit/", views.submit, name="submit"),
     path("<int:assignment_id>/skip/", views.skip, name="skip"),
+    path("gold/<int:trajectory_id>/", views.gold_create, name="gold_create"),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -18,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from annotation.forms import STEP_GROUPS, VERDICT_GROUPS, SkipForm, parse_step_save, parse_verdict_save
+from annotation.forms import STEP_GROUPS, VERDICT_GROUPS, GoldForm, SkipForm, parse_step_save, parse_verdict_save
 from annotation.models import Assignment, StepLabel, TrajectoryLabel
 from annotation.selectors import (
     OutlineItem,
@@ -49,14 +50,16 @@ from annotation.services import (
     assignment_claim_next,
     assignment_skip,
     assignment_submit,
+    gold_item_create,
     missing_labels,
     step_label_save,
     trajectory_label_save,
 )
 from core.http import AuthenticatedHttpRequest, render_page
 from core.models import Project, Role
-from core.selectors import MANAGE_ROLES, REVIEW_ROLES, project_get_for_user
-from trajectories.models import Step, Tool
+from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
+from trajectories.models import Step, Tool, Trajectory
+from trajectories.selectors.runs import trajectory_get_for_user
 
 PAGE_SIZE = 50
 YES_NO = [("goal_completed", "Goal completed"), ("overall_success", "Overall success")]
@@ -397,3 +400,48 @@ def skip(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: in
     context = {"project": project, "role": role, "assignment": assignment, "form": form}
     status = 422 if request.method == "POST" else 200
     return render_page(request, "annotation/skip.html", context, partial="skip-form", status=status)
+
+
+# --- gold items (project managers) --------------------------------------------------------------------
+
+
+def _reference_template(trajectory: Trajectory) -> str:
+    """A starting point for the reference labels: every step, every field, to be corrected by hand."""
+    reference: dict[str, Any] = {}
+    for step in trajectory.steps.order_by("index").only("index", "kind", "arguments"):
+        labels: dict[str, Any] = {"failure_modes": ["none"], "process_reward": 1}
+        if step.kind == "tool_call":
+            arguments = step.arguments if isinstance(step.arguments, dict) else {}
+            labels |= {
+                "argument_verdicts": {name: "valid" for name in arguments},
+                "tool_verdict": "right",
+                "env_feedback": "success",
+            }
+        reference[str(step.index)] = labels
+    return orjson.dumps(reference, option=orjson.OPT_INDENT_2).decode()
+
+
+@require_http_methods(["GET", "POST"])
+def gold_create(request: AuthenticatedHttpRequest, project_slug: str, trajectory_id: int) -> HttpResponse:
+    """A project manager makes a trajectory a gold item by hand, with reference labels for every step."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
+    form = GoldForm(request.POST or None, initial={"reference": _reference_template(trajectory)})
+    if request.method == "POST" and form.is_valid():
+        try:
+            gold_item_create(
+                actor=request.user,
+                trajectory=trajectory,
+                reference=form.cleaned_data["reference"],
+                explanation=form.cleaned_data["explanation"],
+            )
+        except ValidationError as exc:
+            for message in exc.messages:
+                form.add_error("reference" if hasattr(exc, "error_dict") else None, message)
+        else:
+            messages.success(request, f"Trajectory #{trajectory.pk} is now a gold item.")
+            return redirect("annotation:queue", project_slug=project.slug)
+    context = {"project": project, "role": role, "trajectory": trajectory, "form": form}
+    status = 422 if request.method == "POST" else 200
+    return render_page(request, "annotation/gold.html", context, partial="gold-form", status=status)

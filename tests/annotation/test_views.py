@@ -554,3 +554,24 @@ def test_observation_kinds() -> None:
     assert 'data-path="/a/b/1"' in tree["tree"]
     assert '<span class="jv jv-str">&quot;&lt;i&gt;&quot;</span>' in tree["tree"] and "<i>" not in tree["tree"]
     assert observation_view(None) == {"kind": "none"}
+
+
+def test_a_project_manager_makes_a_gold_item_by_hand(project, pm, annotator) -> None:
+    from annotation.models import GoldItem
+    from tests.annotation.helpers import freeze_registry, import_runs
+    from tests.conftest import login
+
+    freeze_registry(project, pm)
+    run = import_runs(project, 1)[0]
+    url = f"/p/{project.slug}/work/gold/{run.pk}/"
+    page = login(pm).get(url)
+    assert page.status_code == 200 and b"argument_verdicts" in page.content
+    assert login(annotator).get(url).status_code == 403
+    bad = login(pm).post(url, {"reference": '{"0": {"process_reward": 9}}'})
+    assert bad.status_code == 422 and b"/0" in bad.content
+    assert login(pm).post(url, {"reference": "{not json"}).status_code == 422
+    reference = page.context["form"].initial["reference"]
+    done = login(pm).post(url, {"reference": reference, "explanation": "all valid"})
+    assert done.status_code == 302
+    gold = GoldItem.objects.get(trajectory=run)
+    assert gold.reference["0"]["tool_verdict"] == "right" and gold.explanation == "all valid"

@@ -575,3 +575,24 @@ def test_a_project_manager_makes_a_gold_item_by_hand(project, pm, annotator) -> 
     assert done.status_code == 302
     gold = GoldItem.objects.get(trajectory=run)
     assert gold.reference["0"]["tool_verdict"] == "right" and gold.explanation == "all valid"
+
+
+def test_no_api_shows_an_annotator_another_annotators_work(project, pm, annotator, annotator2) -> None:
+    from annotation.services import assignment_claim_next, step_label_save
+    from tests.annotation.helpers import freeze_registry, import_runs
+    from tests.conftest import login
+
+    freeze_registry(project, pm)
+    import_runs(project, 2)
+    mine = assignment_claim_next(annotator=annotator, project=project)
+    step = mine.trajectory.steps.get(index=0)
+    step_label_save(annotator=annotator, assignment=mine, step=step, values={"comment": "secret note"}, base_version=0)
+    other = login(annotator2)
+    base = f"/api/projects/{project.slug}"
+    assert other.get(f"{base}/trajectories/{mine.trajectory_id}/").status_code == 404
+    listing = other.get(f"{base}/trajectories/")
+    assert listing.status_code in (403, 404) or mine.trajectory_id not in [t["id"] for t in listing.json()["results"]]
+    holder = login(annotator).get(f"{base}/trajectories/{mine.trajectory_id}/")
+    assert holder.status_code == 200 and b"secret note" not in holder.content
+    outsider_view = login(annotator2).get(f"/p/{project.slug}/trajectories/{mine.trajectory_id}/")
+    assert outsider_view.status_code == 404

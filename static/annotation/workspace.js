@@ -302,12 +302,14 @@
     if (target && !target.classList.contains("current")) navigateTo(target);
     else if (!target) toVerdict();
   }
+  // The form's own submit(): a control named or with the id "submit" shadows form.submit.
+  function submitForm(f) { HTMLFormElement.prototype.submit.call(f); }
   function toVerdict() {
     var w = ws();
     if (!w) return;
     if (w.dataset.page === "verdict") {
       var submit = document.getElementById("submit-form");
-      flush().then(function () { if (submit) submit.submit(); });
+      flush().then(function () { if (submit) submitForm(submit); });
       return;
     }
     flush({ time: true }).then(function () { window.location.href = w.dataset.verdictUrl; });
@@ -469,7 +471,7 @@
     var f = event.target;
     if (f.id === "submit-form" && (save.inflight || Object.keys(save.dirty).length)) {
       event.preventDefault();
-      flush().then(function () { f.submit(); });
+      flush().then(function () { submitForm(f); });
     }
   });
 

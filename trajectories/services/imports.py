@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,11 +27,12 @@ from core.models import Project
 from core.services import audit_record
 from trajectories.blobs import file_unpack, file_writer
 from trajectories.formats import IMPORTERS, Importer, RawRecord, RecordError, importer_detect, importer_get
-from trajectories.formats.reading import open_maybe_gzip
+from trajectories.formats.reading import open_maybe_gzip, sniff_container
 from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
 from trajectories.models import ImportJob, ImportStatus, SourceFile, ToolRegistry
-from trajectories.services.storage import BatchWriter, PreparedRun, prepare
+from trajectories.services.import_workers import ParseWorkers
+from trajectories.services.storage import BatchWriter, Prepared, PreparedRun, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,14 @@ UserLike = User | AnonymousUser | None
 MAX_STORED_ERRORS = 1000
 BATCH_STEPS = 5000
 BATCH_RUNS = 1000
+# …and at most about this much data (SWE-agent steps carry KBs each): the batch being written
+# and the one read ahead are what the import holds in memory.
+BATCH_BYTES = 12 << 20
+# Parse workers (processes, see import_workers) for PostgreSQL imports: one per core. Only for
+# formats whose records parse each on its own, from the record alone (their readers give no
+# value beyond the JSON itself): a worker sees every N-th record only.
+PARSE_WORKERS = min(len(os.sched_getaffinity(0)), 4)
+PARALLEL_FORMATS = frozenset({"openai_chat", "tau_bench", "openhands", "swe_agent"})
 IMPORT_TASK = "trajectories.tasks.import_job_run_task"
 
 
@@ -239,15 +249,15 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
     else:
         records = _named(importer.records(counting), job.source_file.name)  # type: ignore[arg-type]
         bytes_so_far = lambda: counting.count  # noqa: E731
-    batch: list[PreparedRun] = []
-    batch_steps = 0
+    batch: list[Prepared] = []
+    batch_steps = batch_bytes = 0
     created_ids: list[int] = []
     last_progress = time.monotonic()
     bytes_read = 0
     secrets: set[str] = set()
 
     def flush() -> None:
-        nonlocal batch, batch_steps, last_progress
+        nonlocal batch, batch_steps, batch_bytes, last_progress
         if batch:
             result = writer.write(batch)
             created_ids.extend(result.trajectory_ids)
@@ -257,29 +267,54 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             job.unknown_tool_calls += result.unknown_tool_calls
             for refused in result.rejected:
                 _reject(job, refused)
-            batch, batch_steps = [], 0
+            batch, batch_steps, batch_bytes = [], 0, 0
         job.bytes_done = min(bytes_read, job.bytes_total)
         job.save(update_fields=_PROGRESS_FIELDS)
         last_progress = time.monotonic()
         if on_progress:
             on_progress(job)
 
-    # Reading and parsing run one batch ahead in a thread of their own, so that they go on
-    # while this thread waits for PostgreSQL to take the previous batch (see _ReadAhead).
     defaults = (job.default_model, job.default_scaffold)
-    with _ReadAhead(_prepared_runs(importer, records, bytes_so_far, defaults), limit=BATCH_STEPS) as prepared_runs:
+    with contextlib.ExitStack() as stack:
+        # A JSON array's reader parses each element to find where it ends: a worker would parse
+        # it a second time, which costs more than the workers save (PostgreSQL takes a core too).
+        parallel = importer.name in PARALLEL_FORMATS and sniff_container(head) != "array"
+        if writer.use_copy and PARSE_WORKERS > 0 and parallel:
+            # Parsing runs in worker processes, one per core (see import_workers), and comes back
+            # rendered; a thread collects it one batch ahead while this one feeds PostgreSQL.
+            workers = stack.enter_context(
+                ParseWorkers(
+                    count=PARSE_WORKERS,
+                    prepare_one=lambda record: _prepare_one(importer, record, defaults),
+                    writer=writer,
+                )
+            )
+            items = workers.results(records, bytes_so_far)
+            stop: Callable[[], None] | None = workers.stop
+        else:
+            # Reading and parsing run one batch ahead in a thread of their own, so that they go on
+            # while this thread waits for the database to take the previous batch (see _ReadAhead).
+            items = _prepared_runs(importer, records, bytes_so_far, defaults)
+            stop = None
+        prepared_runs = stack.enter_context(_ReadAhead(items, limit=BATCH_STEPS, limit_bytes=BATCH_BYTES, stop=stop))
         for position, prepared in prepared_runs:
             bytes_read = position  # what flush() reports as done
             job.records_seen += 1
             if isinstance(prepared, RecordError):
                 _reject(job, prepared)
                 continue
-            for pointer in prepared.run.scrubbed:
+            for pointer in prepared.scrubbed:
                 job.scrubbed[pointer] = job.scrubbed.get(pointer, 0) + 1
             secrets |= prepared.secrets
             batch.append(prepared)
-            batch_steps += len(prepared.run.steps)
-            if batch_steps >= BATCH_STEPS or len(batch) >= BATCH_RUNS or time.monotonic() - last_progress > 5:
+            batch_steps += prepared.step_count
+            batch_bytes += prepared.size
+            if (
+                batch_steps >= BATCH_STEPS
+                or len(batch) >= BATCH_RUNS
+                or batch_bytes >= BATCH_BYTES
+                or time.monotonic() - last_progress > 5
+            ):
                 flush()
     flush()
     if job.records_seen == 0:
@@ -348,28 +383,28 @@ def _prepared_runs(
         if isinstance(item, RecordError):
             yield position(), item
             continue
-        try:
-            run = importer.parse(item)
-            run.model = run.model or defaults[0]  # what the uploader said, for files that name none
-            run.scaffold = run.scaffold or defaults[1]
-            prepared = prepare(item, run)
-        except RecordError as exc:
-            exc.where = exc.where or item.where
-            exc.line = exc.line or item.line
-            yield position(), exc
-            continue
-        except Exception as exc:  # an importer's own fault costs this record, not the file
-            logger.exception("importer %s failed on %s", importer.name, item.where)
-            yield (
-                position(),
-                RecordError(
-                    f"this record could not be read ({type(exc).__name__}); it was skipped",
-                    where=item.where,
-                    line=item.line,
-                ),
-            )
-            continue
+        prepared = _prepare_one(importer, item, defaults)
         yield position(), prepared
+
+
+def _prepare_one(importer: Importer, item: RawRecord, defaults: tuple[str, str]) -> PreparedRun | RecordError:
+    """One record parsed and prepared, or the located error that rejects it."""
+    try:
+        run = importer.parse(item)
+        run.model = run.model or defaults[0]  # what the uploader said, for files that name none
+        run.scaffold = run.scaffold or defaults[1]
+        return prepare(item, run)
+    except RecordError as exc:
+        exc.where = exc.where or item.where
+        exc.line = exc.line or item.line
+        return exc
+    except Exception as exc:  # an importer's own fault costs this record, not the file
+        logger.exception("importer %s failed on %s", importer.name, item.where)
+        return RecordError(
+            f"this record could not be read ({type(exc).__name__}); it was skipped",
+            where=item.where,
+            line=item.line,
+        )
 
 
 _END = object()
@@ -380,22 +415,33 @@ class _ReadAhead:
 
     The import is CPU-bound in Python while it parses and mostly idle while PostgreSQL takes a
     batch (COPY, the deferred foreign-key checks at commit); libpq waits release the GIL, so the
-    two overlap when parsing runs in a thread of its own. That thread never touches the
-    database; items come out in order, and an exception it raises is raised here, in its turn.
-    Memory stays bounded: at most about one batch (`limit` steps; a rejected record counts as
-    one) waits in the queue.
+    two overlap when parsing (or collecting what the parse workers made) runs in a thread of
+    its own. That thread never touches the database; items come out in order, and an exception
+    it raises is raised here, in its turn. Memory stays bounded: at most about one batch
+    (`limit` steps, a rejected record counting as one, or `limit_bytes` of records) waits in
+    the queue. `stop` is called when the consumer leaves early, before the thread is joined.
     """
 
-    def __init__(self, items: Iterator[tuple[int, PreparedRun | RecordError]], *, limit: int) -> None:
+    def __init__(
+        self,
+        items: Iterator[tuple[int, Prepared | RecordError]],
+        *,
+        limit: int,
+        limit_bytes: int,
+        stop: Callable[[], None] | None = None,
+    ) -> None:
         self._items = items
         self._limit = limit
+        self._limit_bytes = limit_bytes
+        self._stop = stop
         self._ahead = 0  # steps produced and not yet taken
-        self._queue: deque[tuple[Any, int, BaseException | None]] = deque()
+        self._ahead_bytes = 0
+        self._queue: deque[tuple[Any, int, int, BaseException | None]] = deque()
         self._changed = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._produce, name="import-read-ahead", daemon=True)
 
-    def __enter__(self) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+    def __enter__(self) -> Iterator[tuple[int, Prepared | RecordError]]:
         self._thread.start()
         return self._consume()
 
@@ -403,20 +449,24 @@ class _ReadAhead:
         with self._changed:
             self._stopped = True
             self._changed.notify_all()
+        if self._stop is not None and self._thread.is_alive():
+            self._stop()
         self._thread.join()
 
     def _produce(self) -> None:
         error: BaseException | None = None
         try:
             for item in self._items:
-                weight = len(item[1].run.steps) if isinstance(item[1], PreparedRun) else 1
+                prepared = item[1]
+                weight, size = (1, 0) if isinstance(prepared, RecordError) else (prepared.step_count, prepared.size)
                 with self._changed:
-                    while self._ahead >= self._limit and not self._stopped:
+                    while (self._ahead >= self._limit or self._ahead_bytes >= self._limit_bytes) and not self._stopped:
                         self._changed.wait()
                     if self._stopped:
                         return
-                    self._queue.append((item, weight, None))
+                    self._queue.append((item, weight, size, None))
                     self._ahead += weight
+                    self._ahead_bytes += size
                     self._changed.notify_all()
         except BaseException as exc:  # handed to the consumer, raised there
             error = exc
@@ -425,16 +475,17 @@ class _ReadAhead:
             if close is not None:
                 close()
         with self._changed:
-            self._queue.append((_END, 0, error))
+            self._queue.append((_END, 0, 0, error))
             self._changed.notify_all()
 
-    def _consume(self) -> Iterator[tuple[int, PreparedRun | RecordError]]:
+    def _consume(self) -> Iterator[tuple[int, Prepared | RecordError]]:
         while True:
             with self._changed:
                 while not self._queue:
                     self._changed.wait()
-                item, weight, error = self._queue.popleft()
+                item, weight, size, error = self._queue.popleft()
                 self._ahead -= weight
+                self._ahead_bytes -= size
                 self._changed.notify_all()
             if item is _END:
                 if error is not None:

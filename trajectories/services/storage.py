@@ -15,6 +15,8 @@ import orjson
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg._copy_base import format_row_text  # what Copy.write_row renders a row with
+from psycopg.abc import Transformer
 from psycopg.copy import LibpqWriter
 
 from core.models import Project
@@ -27,6 +29,7 @@ from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, Tra
 # COPY data is handed to libpq without waiting for the server until this much is pending: the
 # server then ingests rows while we build the next ones, instead of both taking turns.
 COPY_FLUSH_BYTES = 8 << 20
+COPY_BLOCK_BYTES = 256 << 10  # rendered rows are handed to psycopg in blocks of about this size
 # What a refused write raises: Django's wrapper, or psycopg's own error from COPY on the raw cursor.
 DB_ERRORS = (DatabaseError, psycopg.Error)
 # …unless the database is gone, which no record is to blame for: then the import stops (and can
@@ -44,6 +47,72 @@ class PreparedRun:
     spans: list[tuple[int, int]]
     times: list[tuple[datetime | None, datetime | None]]
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
+
+    # What the writer and the import loop read, named alike on RenderedRun.
+    @property
+    def where(self) -> str:
+        return self.record.where
+
+    @property
+    def line(self) -> int:
+        return self.record.line
+
+    @property
+    def goal(self) -> dict[str, Any] | None:
+        return self.run.goal
+
+    @property
+    def goal_text(self) -> str:
+        return self.run.goal_text
+
+    @property
+    def task_ref(self) -> dict[str, Any] | None:
+        return self.run.task or self.run.task_hint
+
+    @property
+    def scrubbed(self) -> dict[str, int]:
+        return self.run.scrubbed
+
+    @property
+    def step_count(self) -> int:
+        return len(self.run.steps)
+
+    @property
+    def size(self) -> int:
+        """Roughly the memory it holds: the record's bytes (its parsed form is of the same order)."""
+        return len(self.record.raw)
+
+
+@dataclass(slots=True)
+class RenderedRun:
+    """A prepared run already rendered as COPY text (by a parse worker, see imports): what the
+    writer still needs to look up goals, tasks and duplicates, and the rows, with nothing per step.
+
+    `trajectory_tail` is the trajectory row from `source_file_id` on (TRAJECTORY_FIELDS[3:]);
+    the writer puts the id, project, goal and task before it and `created_at` after it.
+    `step_rows` are the step rows without their first column (the trajectory id), each ended
+    by a newline; COPY text escapes newlines inside values, so these are the only ones.
+    """
+
+    where: str
+    line: int
+    content_sha256: str
+    goal: dict[str, Any] | None
+    goal_text: str
+    task_ref: dict[str, Any] | None
+    scrubbed: dict[str, int]
+    secrets: set[str]
+    step_count: int
+    unknown: int
+    trajectory_tail: bytes
+    step_rows: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.trajectory_tail) + len(self.step_rows)
+
+
+Prepared = PreparedRun | RenderedRun
 
 
 def _parse_time(value: str | None, pointer: str) -> datetime | None:
@@ -88,9 +157,9 @@ def _check_run(run: ParsedRun) -> None:
 def _clean_run(run: ParsedRun) -> None:
     """NUL out of every text the database keeps (the stored payload keeps the original bytes)."""
     run.model, run.scaffold, run.rollout_id = (_clean_text(v) or "" for v in (run.model, run.scaffold, run.rollout_id))
-    if run.goal:
+    if run.goal and _holds_nul(run.goal):
         run.goal = _scrub_nul(run.goal)
-    if run.task:
+    if run.task and _holds_nul(run.task):
         run.task = _scrub_nul(run.task)
     for step in run.steps:
         step.tool_name = _clean_text(step.tool_name) or ""
@@ -154,6 +223,14 @@ def _clean_text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd")
 
 
+def _holds_nul(value: Any) -> bool:
+    """Is there a NUL in any string of `value`? orjson writes each as the escape "\\u0000"."""
+    try:
+        return b"\\u0000" in orjson.dumps(value)
+    except TypeError:  # not plain JSON: let _scrub_nul look at every part
+        return True
+
+
 def _scrub_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
@@ -201,7 +278,34 @@ class BatchWriter:
         self.tools = tools  # name → Tool id of the active frozen registry; None when there is none
         self.use_copy = connection.vendor == "postgresql"
 
-    def write(self, batch: list[PreparedRun]) -> BatchResult:
+    def render(self, prepared: PreparedRun, tx: Transformer) -> RenderedRun:
+        """The run's rows as COPY text, rendered as `_copy` would render them (the same values,
+        the same dumpers): done by a parse worker, so that the writer has nothing left per step."""
+        unknown = self._unknown(prepared.run)
+        values = self._trajectory_values(prepared, None, None, unknown)
+        tail = bytearray()
+        format_row_text(
+            tuple(_json_text(values[c]) if c in _JSON_COLUMNS else values[c] for c in TRAJECTORY_FIELDS[3:]), tx, tail
+        )
+        rows = bytearray()
+        for i, step in enumerate(prepared.run.steps):
+            format_row_text(self._step_row(prepared, i, step, _json_text), tx, rows)
+        return RenderedRun(
+            where=prepared.where,
+            line=prepared.line,
+            content_sha256=prepared.content_sha256,
+            goal=prepared.goal,
+            goal_text=prepared.goal_text,
+            task_ref=prepared.task_ref,
+            scrubbed=prepared.scrubbed,
+            secrets=prepared.secrets,
+            step_count=prepared.step_count,
+            unknown=unknown,
+            trajectory_tail=bytes(tail[:-1]),
+            step_rows=bytes(rows),
+        )
+
+    def write(self, batch: list[Prepared]) -> BatchResult:
         """Write the batch in one transaction. Should the database refuse it, write the records one
         by one, so that only the refused ones are lost, each reported where it was in the file."""
         try:
@@ -221,8 +325,8 @@ class BatchWriter:
                 total.rejected.append(
                     RecordError(
                         f"the database refused this record: {reason}",
-                        where=prepared.record.where,
-                        line=prepared.record.line,
+                        where=prepared.where,
+                        line=prepared.line,
                     )
                 )
                 continue
@@ -232,7 +336,7 @@ class BatchWriter:
             total.unknown_tool_calls += one.unknown_tool_calls
         return total
 
-    def _write(self, batch: list[PreparedRun]) -> BatchResult:
+    def _write(self, batch: list[Prepared]) -> BatchResult:
         with transaction.atomic():
             fresh, duplicates = self._drop_duplicates(batch)
             if not fresh:
@@ -241,11 +345,13 @@ class BatchWriter:
             task_ids = self._task_ids(fresh)
             if self.use_copy:
                 ids, steps, unknown = self._copy(fresh, goal_ids, task_ids)
-            else:
-                ids, steps, unknown = self._bulk_create(fresh, goal_ids, task_ids)
+            else:  # rendered runs come from the parse workers, which only PostgreSQL imports use
+                ids, steps, unknown = self._bulk_create(
+                    [p for p in fresh if isinstance(p, PreparedRun)], goal_ids, task_ids
+                )
         return BatchResult(ids, steps, duplicates, unknown)
 
-    def _drop_duplicates(self, batch: list[PreparedRun]) -> tuple[list[PreparedRun], int]:
+    def _drop_duplicates(self, batch: list[Prepared]) -> tuple[list[Prepared], int]:
         hashes = {p.content_sha256 for p in batch}
         existing = set(
             Trajectory.objects.filter(project=self.project, content_sha256__in=hashes).values_list(
@@ -260,17 +366,17 @@ class BatchWriter:
             fresh.append(prepared)
         return fresh, len(batch) - len(fresh)
 
-    def _goal_ids(self, runs: list[PreparedRun]) -> list[int | None]:
-        by_external: dict[str, PreparedRun] = {}
-        by_prompt: dict[str, PreparedRun] = {}
+    def _goal_ids(self, runs: list[Prepared]) -> list[int | None]:
+        by_external: dict[str, Prepared] = {}
+        by_prompt: dict[str, Prepared] = {}
         keys: list[tuple[str, str]] = []
         for p in runs:
-            external = (p.run.goal or {}).get("external_id") or ""
+            external = (p.goal or {}).get("external_id") or ""
             if external:
                 by_external.setdefault(external, p)
                 keys.append(("e", external))
-            elif p.run.goal_text:
-                digest = sha256_hex(p.run.goal_text.encode("utf-8", "surrogatepass"))
+            elif p.goal_text:
+                digest = sha256_hex(p.goal_text.encode("utf-8", "surrogatepass"))
                 by_prompt.setdefault(digest, p)
                 keys.append(("p", digest))
             else:
@@ -293,12 +399,12 @@ class BatchWriter:
                 Goal(
                     project=self.project,
                     external_id=key[1] if key[0] == "e" else "",
-                    prompt=_clean_text(p.run.goal_text) or "",
-                    prompt_sha256=sha256_hex(p.run.goal_text.encode("utf-8", "surrogatepass")),
-                    band=(p.run.goal or {}).get("band", ""),
-                    tags=(p.run.goal or {}).get("tags", []),
-                    expected_actions=(p.run.goal or {}).get("expected_actions"),
-                    expected_outputs=(p.run.goal or {}).get("expected_outputs"),
+                    prompt=_clean_text(p.goal_text) or "",
+                    prompt_sha256=sha256_hex(p.goal_text.encode("utf-8", "surrogatepass")),
+                    band=(p.goal or {}).get("band", ""),
+                    tags=(p.goal or {}).get("tags", []),
+                    expected_actions=(p.goal or {}).get("expected_actions"),
+                    expected_outputs=(p.goal or {}).get("expected_outputs"),
                 )
                 for key, p in missing
             ]
@@ -307,8 +413,8 @@ class BatchWriter:
                 found[key] = goal.pk
         return [found.get(key) if key[0] else None for key in keys]
 
-    def _task_ids(self, runs: list[PreparedRun]) -> list[int | None]:
-        tasks = [p.run.task or p.run.task_hint for p in runs]
+    def _task_ids(self, runs: list[Prepared]) -> list[int | None]:
+        tasks = [p.task_ref for p in runs]
         wanted = {t["instance_id"] for t in tasks if t}
         if not wanted:
             return [None] * len(runs)
@@ -417,7 +523,7 @@ class BatchWriter:
         return [t.pk for t in trajectories], len(steps), unknown_total
 
     def _copy(
-        self, runs: list[PreparedRun], goal_ids: list[int | None], task_ids: list[int | None]
+        self, runs: list[Prepared], goal_ids: list[int | None], task_ids: list[int | None]
     ) -> tuple[list[int], int, int]:
         now = timezone.now()
         with connection.cursor() as wrapper:
@@ -428,31 +534,61 @@ class BatchWriter:
             )
             ids = [row[0] for row in cursor.fetchall()]
             unknown_total = 0
+            # Rows are rendered here with the function Copy.write_row uses (or come rendered from
+            # a parse worker) and handed over in blocks with Copy.write.
             with cursor.copy(
                 f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
             ) as copy:
+                tx = copy.formatter.transformer
+                out = bytearray()
+                end = bytearray()
+                format_row_text((now,), tx, end)  # created_at, and the row's newline
                 for p, trajectory_id, goal_id, task_id in zip(runs, ids, goal_ids, task_ids, strict=True):
-                    unknown = self._unknown(p.run)
-                    unknown_total += unknown
-                    v = self._trajectory_values(p, goal_id, task_id, unknown)
-                    copy.write_row(
-                        (
+                    if isinstance(p, RenderedRun):
+                        unknown_total += p.unknown
+                        out += b"%d\t%d\t%s\t%s\t" % (trajectory_id, self.project.pk, _id(goal_id), _id(task_id))
+                        out += p.trajectory_tail
+                        out += b"\t"
+                        out += end
+                    else:
+                        unknown = self._unknown(p.run)
+                        unknown_total += unknown
+                        v = self._trajectory_values(p, goal_id, task_id, unknown)
+                        row = (
                             trajectory_id,
-                            *(
-                                _json_text(v[c]) if c in ("outcome", "metadata", "alternatives") else v[c]
-                                for c in TRAJECTORY_FIELDS
-                            ),
+                            *(_json_text(v[c]) if c in _JSON_COLUMNS else v[c] for c in TRAJECTORY_FIELDS),
                             now,
                         )
-                    )
+                        format_row_text(row, tx, out)
+                    if len(out) >= COPY_BLOCK_BYTES:
+                        copy.write(out)
+                        out = bytearray()
+                if out:
+                    copy.write(out)
             count = 0
             with cursor.copy(
                 f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
             ) as copy:
+                tx = copy.formatter.transformer
+                out = bytearray()
                 for p, trajectory_id in zip(runs, ids, strict=True):
-                    for i, step in enumerate(p.run.steps):
-                        copy.write_row((trajectory_id, *self._step_row(p, i, step, _json_text)))
-                    count += len(p.run.steps)
+                    if isinstance(p, RenderedRun):
+                        if p.step_rows:
+                            # Each row gets the trajectory id in front: the rows' newlines are the
+                            # only ones in COPY text, so one replace puts it after each.
+                            prefix = b"%d\t" % trajectory_id
+                            out += prefix
+                            out += p.step_rows[:-1].replace(b"\n", b"\n" + prefix)
+                            out += b"\n"
+                    else:
+                        for i, step in enumerate(p.run.steps):
+                            format_row_text((trajectory_id, *self._step_row(p, i, step, _json_text)), tx, out)
+                    count += p.step_count
+                    if len(out) >= COPY_BLOCK_BYTES:
+                        copy.write(out)
+                        out = bytearray()
+                if out:
+                    copy.write(out)
         return ids, count, unknown_total
 
     @staticmethod
@@ -486,6 +622,13 @@ TRAJECTORY_FIELDS = (
     "unknown_tool_count",
 )
 TRAJECTORY_COLUMNS = ", ".join(("id", *TRAJECTORY_FIELDS, "created_at"))
+_JSON_COLUMNS = frozenset({"outcome", "metadata", "alternatives"})
+
+
+def _id(value: int | None) -> bytes:
+    return rb"\N" if value is None else b"%d" % value
+
+
 STEP_FIELDS = (
     "index",
     "kind",

@@ -1,0 +1,151 @@
+"""The parse workers of a PostgreSQL import (trajectories.services.import_workers): the same
+rows, errors and counts as the serial path, a failing worker ends the job readably, and the
+workers start inside Celery's prefork pool too (whose processes are daemonic)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from config.celery import app as celery_app
+from tests.trajectories.test_views import _record
+from tests.trajectories.test_worker import _database_url, _stop, _wait_for
+from trajectories.models import ImportJob, ImportStatus, Step, Trajectory
+from trajectories.services import import_workers, imports
+from trajectories.services.imports import import_job_create, import_job_run, source_file_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tau_bench_file() -> bytes:
+    """τ-bench results as JSON Lines (an array is parsed by its reader, and so not in workers):
+    runs, a rejected one, a malformed line, a duplicate, NULs, tabs and backslashes."""
+    runs = []
+    for i in range(7):
+        runs.append(
+            {
+                "task_id": i % 3,
+                "trial": i,
+                "reward": 1.0,
+                "info": {
+                    "task": {"actions": [], "outputs": []},
+                    "source": f"src\u0000{i}",
+                    "api_key": f"key-{i}-abcdef",
+                },
+                "traj": [
+                    {"role": "system", "content": "# Airline Agent Policy\n..."},
+                    {"role": "user", "content": f"please help {i}\ttab"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"id": f"c{i}", "function": {"name": "think", "arguments": json.dumps({"thought": "x\\y"})}}
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": f"c{i}", "content": "Error: nope\nline two"},
+                    {"role": "assistant", "content": f"done {i}"},
+                ],
+            }
+        )
+    runs[3]["reward"] = "bad"
+    runs.append(runs[1])
+    lines = [json.dumps(run).encode() for run in runs]
+    lines.insert(5, b'{"task_id": 1, "traj": [')
+    return b"\n".join(lines) + b"\n"
+
+
+def _import(project, name: str, data: bytes) -> ImportJob:
+    source = source_file_store(actor=None, project=project, name=name, stream=io.BytesIO(data))
+    job = ImportJob.objects.create(project=project, source_file=source, bytes_total=source.size)
+    return import_job_run(job_id=job.pk)
+
+
+def _stored(project) -> list[tuple]:
+    steps = Step.objects.filter(trajectory__project=project).order_by("trajectory_id", "index")
+    step_rows = [tuple(v for k, v in row.items() if k not in ("id", "trajectory_id")) for row in steps.values()]
+    trajectories = [
+        tuple(v for k, v in row.items() if k not in ("id", "project_id", "source_file_id", "goal_id", "created_at"))
+        for row in Trajectory.objects.filter(project=project).order_by("id").values()
+    ]
+    return [*trajectories, *step_rows]
+
+
+def _report(job: ImportJob) -> tuple:
+    return (
+        job.status,
+        job.records_seen,
+        job.trajectories_imported,
+        job.steps_imported,
+        job.duplicates,
+        job.rejected,
+        job.errors,
+        job.scrubbed,
+    )
+
+
+@pytest.mark.django_db
+def test_workers_store_what_the_serial_path_stores(project, pm, monkeypatch) -> None:
+    from core.services import project_create
+
+    data = _tau_bench_file()
+    forks: list[int] = []
+    fork = import_workers.ParseWorkers._fork
+    monkeypatch.setattr(import_workers.ParseWorkers, "_fork", lambda self, tx: (forks.append(1), fork(self, tx)))
+    parallel = _import(project, "runs.jsonl", data)
+    assert len(forks) == imports.PARSE_WORKERS > 0  # the workers ran
+    other = project_create(actor=pm, name="Serial", kind=project.kind)
+    monkeypatch.setattr(imports, "PARSE_WORKERS", 0)  # the serial path
+    serial = _import(other, "runs.jsonl", data)
+    assert parallel.status == ImportStatus.DONE, parallel.error
+    assert _report(parallel) == _report(serial)
+    assert (parallel.rejected, parallel.duplicates, parallel.trajectories_imported) == (2, 1, 6)
+    assert [e["where"] for e in parallel.errors] == ["line 4", "line 6"]
+    assert _stored(project) == _stored(other)
+
+
+@pytest.mark.django_db
+def test_a_worker_that_dies_fails_the_job_readably(project, monkeypatch) -> None:
+    monkeypatch.setattr(import_workers.ParseWorkers, "_work", lambda self, inbox, outbox, tx: os._exit(3))
+    job = _import(project, "runs.jsonl", _record("one") + _record("two"))
+    assert job.status == ImportStatus.FAILED
+    assert "internal error (WorkerCrashed)" in job.error
+    assert Trajectory.objects.filter(project=project).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_start_inside_a_celery_prefork_pool(project, pm, tmp_path) -> None:
+    celery_app.control.purge()
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "1"]
+    command += ["--loglevel", "INFO", "-Q", "default,imports", "--without-heartbeat", "--without-mingle"]
+    command += ["--without-gossip"]
+    worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: bool(celery_app.control.ping(timeout=0.5)), timeout=60, what="the worker", log=log)
+        data = _record("goal one") + _record("goal two") + b"{broken\n"
+        job = import_job_create(actor=pm, project=project, name="runs.jsonl", stream=io.BytesIO(data))
+
+        def finished() -> bool:
+            job.refresh_from_db()
+            return job.is_finished
+
+        _wait_for(finished, timeout=60, what=f"import job {job.pk} to finish", log=log)
+    finally:
+        _stop(worker)
+    assert job.status == ImportStatus.DONE, job.error
+    assert (job.trajectories_imported, job.steps_imported, job.rejected) == (2, 4, 1)
+    assert job.errors[0]["where"] == "line 3"
+    assert "daemonic" not in log.read_text()

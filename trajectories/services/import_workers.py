@@ -1,0 +1,265 @@
+"""Parse workers: the import's parsing in processes of their own, so that it uses every core.
+
+The import is CPU-bound in Python; threads of one process take turns on the GIL. A PostgreSQL
+import therefore forks worker processes, each of which parses and prepares every N-th record
+(imports._prepare_one, exactly as the serial path does) and renders the run's rows as COPY text
+(BatchWriter.render), so the importing process has almost nothing left to do per step.
+
+    feeder thread (this process)  reads the file's records, hands each to the next worker in turn
+    worker i (a forked process)   parse + prepare + render, result back on its own pipe
+    results() (this process)      takes the results in the records' order, round-robin
+
+Results come back in the file's order (worker i has records i, i+N, …, and answers in order).
+Memory stays bounded: each pipe holds at most a pipe buffer of records or results, and a worker
+holds one record at a time.
+
+Workers are plain `os.fork` children, not multiprocessing ones: the import also runs inside
+Celery's prefork pool, whose processes multiprocessing refuses to start children from. A worker
+never touches the database (it shares the connection's socket with this process): it ends with
+`os._exit`, which runs no cleanup that could close the shared connection. It stops when its
+inbox ends (this process closed it or died) or its outbox breaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import json
+import logging
+import os
+import pickle
+import queue
+import signal
+import struct
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from django.db import connection
+from psycopg import adapt
+from psycopg.abc import Transformer
+
+from trajectories.formats import RawRecord, RecordError
+from trajectories.services.storage import BatchWriter, Prepared, PreparedRun
+
+logger = logging.getLogger(__name__)
+
+_LENGTH = struct.Struct("<Q")
+_PIPE_BYTES = 1 << 20  # pipe buffers as large as Linux allows without privileges (the default is 64 KB)
+_CRASH = "crash"  # a worker's last message when something outside any one record failed
+_PLAN_SLOTS = 4096  # records read ahead of the results: at most this many await theirs
+
+
+class WorkerCrashed(RuntimeError):
+    """A parse worker failed outside any one record (its traceback is the message), or died."""
+
+
+def _send(out: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_LENGTH.pack(len(data)))
+    out.write(data)
+
+
+def _receive(inbox: IO[bytes]) -> Any:
+    """The next message, or EOF (an `_EOF` marker) when the other end closed."""
+    head = inbox.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return _EOF
+    (size,) = _LENGTH.unpack(head)
+    data = inbox.read(size)
+    if len(data) < size:
+        return _EOF
+    return pickle.loads(data)  # noqa: S301 - our own forked worker wrote it
+
+
+_EOF = object()
+
+
+def _pipe() -> tuple[int, int]:
+    read, write = os.pipe()
+    # A smaller limit (/proc/sys/fs/pipe-max-size) leaves the default size, which works too.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return read, write
+
+
+class ParseWorkers:
+    """`count` forked workers for one import; use as a context manager around `results()`."""
+
+    def __init__(
+        self,
+        *,
+        count: int,
+        prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
+        writer: BatchWriter,
+    ) -> None:
+        self._count = count
+        self._prepare_one = prepare_one
+        self._writer = writer
+        self._pids: list[int] = []
+        self._inboxes: list[IO[bytes]] = []  # this process writes records to them
+        self._outboxes: list[IO[bytes]] = []  # this process reads results from them
+        self._plan: queue.Queue[tuple[int, Any]] = queue.Queue(_PLAN_SLOTS)
+        self._feeder: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ this process
+
+    def __enter__(self) -> ParseWorkers:
+        # The dumpers COPY would use, looked up here once: a worker renders with the same ones.
+        with connection.cursor() as wrapper:
+            tx = adapt.Transformer(wrapper.cursor)
+        try:
+            for _ in range(self._count):
+                self._fork(tx)
+        except BaseException:
+            self._shutdown()
+            raise
+        return self
+
+    def _fork(self, tx: Transformer) -> None:
+        to_worker_r, to_worker_w = _pipe()
+        from_worker_r, from_worker_w = _pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(to_worker_w)
+                os.close(from_worker_r)
+                for other in (*self._inboxes, *self._outboxes):  # earlier workers' pipe ends
+                    os.close(other.fileno())
+                code = self._work(os.fdopen(to_worker_r, "rb"), os.fdopen(from_worker_w, "wb"), tx)
+            finally:
+                os._exit(code)
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        self._pids.append(pid)
+        self._inboxes.append(os.fdopen(to_worker_w, "wb"))
+        self._outboxes.append(os.fdopen(from_worker_r, "rb"))
+
+    def results(
+        self, records: Iterator[RawRecord | RecordError], position: Callable[[], int]
+    ) -> Iterator[tuple[int, Prepared | RecordError]]:
+        """(bytes read so far, the prepared run or the located error) for each record, in order."""
+        self._feeder = threading.Thread(target=self._feed, args=(records, position), name="import-feeder", daemon=True)
+        self._feeder.start()
+        while True:
+            worker, item = self._plan.get()
+            if worker == -1:  # the end of the records: `item` is None, or what the reader raised
+                if item is not None:
+                    raise item
+                return
+            if worker == -2:  # a reader's error: no worker involved
+                yield item
+                continue
+            result = _receive(self._outboxes[worker])
+            if result is _EOF:
+                raise WorkerCrashed(f"parse worker {self._pids[worker]} ended unexpectedly")
+            if isinstance(result, tuple) and result[:1] == (_CRASH,):
+                raise WorkerCrashed(result[1])
+            yield item, result
+
+    def _feed(self, records: Iterator[RawRecord | RecordError], position: Callable[[], int]) -> None:
+        turn = 0
+        error: BaseException | None = None
+        try:
+            for record in records:
+                if self._stop.is_set():
+                    return
+                if isinstance(record, RecordError):
+                    self._plan.put((-2, (position(), record)))
+                    continue
+                message = (
+                    record.raw,
+                    record.where,
+                    record.line,
+                    record.index,
+                    record.source_name,
+                    record.value is not None,  # read from a JSON array: the worker parses it alike
+                )
+                try:
+                    _send(self._inboxes[turn], message)
+                    self._inboxes[turn].flush()
+                except BrokenPipeError:
+                    raise WorkerCrashed(f"parse worker {self._pids[turn]} ended unexpectedly") from None
+                self._plan.put((turn, position()))
+                turn = (turn + 1) % self._count
+        except BaseException as exc:  # raised by results(), in its turn
+            error = exc
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+            for inbox in self._inboxes:  # the workers finish what they have and stop
+                with contextlib.suppress(OSError):
+                    inbox.close()
+        if not self._stop.is_set():
+            self._plan.put((-1, error))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._shutdown()
+
+    def stop(self) -> None:
+        """Stop the workers now (the import is leaving early): a wait on their results ends."""
+        self._stop.set()
+        for pid in self._pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        if self._feeder is not None and self._feeder.is_alive():
+            self.stop()  # so that a feeder blocked on a full pipe wakes
+            while self._feeder.is_alive():
+                try:  # make room for a feeder blocked on the plan
+                    self._plan.get_nowait()
+                except queue.Empty:
+                    self._feeder.join(0.05)
+        for outbox in self._outboxes:
+            outbox.close()
+        for inbox in self._inboxes:
+            with contextlib.suppress(OSError):
+                inbox.close()
+        for pid in self._pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._pids = []
+
+    # ------------------------------------------------------------------ the worker process
+
+    def _work(self, inbox: IO[bytes], outbox: IO[bytes], tx: Transformer) -> int:
+        gc.freeze()  # what it inherited is never collected here: leave those pages shared
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process decides when to stop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a Celery pool's handlers
+        try:
+            while (message := _receive(inbox)) is not _EOF:
+                raw, where, line, index, source_name, parsed = message
+                record = RawRecord(raw=raw, where=where, line=line, index=index, source_name=source_name)
+                if parsed:
+                    record.value = _json_value(raw)
+                result = self._prepare_one(record)
+                if isinstance(result, PreparedRun):
+                    try:
+                        rendered: Any = self._writer.render(result, tx)
+                    except Exception:  # the writer meets it as the serial import would: hand it over whole
+                        rendered = result
+                    result = rendered
+                _send(outbox, result)
+                outbox.flush()
+        except BrokenPipeError:
+            return 0  # the importing process stopped reading
+        except BaseException:
+            try:
+                _send(outbox, (_CRASH, traceback.format_exc()))
+                outbox.flush()
+            except OSError:
+                pass
+            return 1
+        return 0
+
+
+def _json_value(raw: bytes) -> Any:
+    """The value the array reader parsed (json's scanner, so exactly the same value)."""
+    return json.loads(raw.decode("utf-8"))

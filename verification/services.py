@@ -262,22 +262,20 @@ def _verify(
     ids: list[int], kinds: Iterable[str] | None, projects: dict[int, _Project] | None = None
 ) -> dict[int, dict[str, str]]:
     wanted = [CheckKind(k).value for k in (kinds or MACHINE_KINDS)]
-    trajectories = list(
-        Trajectory.objects.filter(pk__in=ids)
-        .select_related("goal")
-        .only(
-            "id",
-            "project_id",
-            "goal_text",
-            "content_sha256",
+    sandboxed = bool({CheckKind.REPLAY.value, CheckKind.FINAL_STATE.value} & set(wanted))
+    fields = ["id", "project_id", "goal_text", "content_sha256"]
+    query = Trajectory.objects.filter(pk__in=ids)
+    if sandboxed:  # seeds (metadata), gold actions and rewards are read only by replay and final state
+        fields += [
             "metadata",
             "outcome_reward",
             "verified_reward",
             "goal__id",
             "goal__expected_actions",
             "goal__expected_outputs",
-        )
-    )
+        ]
+        query = query.select_related("goal")
+    trajectories = list(query.only(*fields))
     if not trajectories:
         return {}
     projects = {} if projects is None else projects

@@ -18,9 +18,10 @@ worker:          ## a Celery worker against the configured broker
 migrate:
 	.venv/bin/python manage.py migrate
 
-bench:           ## import and verification benchmarks on PostgreSQL (print figures)
+bench:           ## import, verification and workspace benchmarks on PostgreSQL (print figures)
 	.venv/bin/python bench/import_bench.py
 	.venv/bin/python bench/verify_bench.py
+	.venv/bin/python bench/workspace_bench.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -8,13 +8,20 @@ format_html, which escapes every value it inserts.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
 import orjson
 from django import template
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
+
+
+def _esc(value: Any) -> str:
+    """HTML-escape (& < > \" '), as django.utils.html.escape does, without its lazy-string wrapper: the
+    outline and the JSON tree call it thousands of times per page."""
+    return html.escape(str(value), quote=True)
+
 
 register = template.Library()
 
@@ -165,8 +172,8 @@ def _tree_tokens(value: Any) -> list[dict[str, Any]] | None:
 def _key_html(n: dict[str, Any]) -> str:
     if not n["key"]:
         return ""
-    path = escape(n["path"])
-    return f'<span class="jk" data-path="{path}" title="{path} — click to copy the path">{escape(n["key"])}</span> '
+    path = _esc(n["path"])
+    return f'<span class="jk" data-path="{path}" title="{path} — click to copy the path">{_esc(n["key"])}</span> '
 
 
 def tree_html(tokens: list[dict[str, Any]]) -> str:
@@ -177,13 +184,11 @@ def tree_html(tokens: list[dict[str, Any]]) -> str:
         if n["t"] == "open":
             opened = " open" if n["open"] else ""
             out.append(
-                f'<details class="jn"{opened}><summary>{_key_html(n)}<span class="jsum">{escape(n["summary"])}</span>'
+                f'<details class="jn"{opened}><summary>{_key_html(n)}<span class="jsum">{_esc(n["summary"])}</span>'
                 '</summary><div class="jc">'
             )
         elif n["t"] == "leaf":
-            out.append(
-                f'<div class="jl">{_key_html(n)}<span class="jv jv-{n["cls"]}">{escape(n["value"])}</span></div>'
-            )
+            out.append(f'<div class="jl">{_key_html(n)}<span class="jv jv-{n["cls"]}">{_esc(n["value"])}</span></div>')
         else:
             out.append("</div></details>")
     return mark_safe("".join(out))  # noqa: S308 - every value escaped above
@@ -390,14 +395,14 @@ def outline_line(item: Any, current: str, *, oob: bool = False) -> str:
     The list around it is hx-boosted (target, swap and URL push inherited), so each line stays short."""
     here = item.idx == current
     flag = '<span class="fl" aria-hidden="true">⚑</span>' if item.flagged else ""
-    title = f' title="missing: {escape("; ".join(item.missing))}"' if item.status == "draft" else ""
+    title = f' title="missing: {_esc("; ".join(item.missing))}"' if item.status == "draft" else ""
     swap = ' hx-swap-oob="true"' if oob else ""
     mark = ' aria-current="step"' if here else ""
     return (
         f'<li id="outline-{item.idx}" data-step-index="{item.idx}" data-status="{item.status}" '
         f'data-flagged="{item.flagged}" class="st-{item.status}{" current" if here else ""}"{swap}>'
-        f'<a href="{escape(item.url)}"{mark}{title}><span class="st" aria-label="{item.status}">{item.icon}</span>'
-        f'<span class="no">{item.number}</span><span class="nm">{escape(item.name)}</span>{flag}</a></li>'
+        f'<a href="{_esc(item.url)}"{mark}{title}><span class="st" aria-label="{item.status}">{item.icon}</span>'
+        f'<span class="no">{item.number}</span><span class="nm">{_esc(item.name)}</span>{flag}</a></li>'
     )
 
 

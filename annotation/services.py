@@ -208,7 +208,14 @@ def _claim_gold(*, annotator: User, project: Project, now: datetime) -> Assignme
 def _hold(assignment: Assignment, now: datetime, elapsed_ms: int = 0) -> Assignment:
     """Lock the annotator's own active assignment, renew its lease and add the time spent; LeaseLost if its
     place is gone."""
-    locked = Assignment.objects.select_for_update().select_related("trajectory__project").get(pk=assignment.pk)
+    locked = (
+        Assignment.objects.select_for_update()
+        .only("id", "trajectory_id", "annotator_id", "status", "is_gold", "lease_expires_at", "time_spent_ms")
+        .get(pk=assignment.pk)
+    )
+    # The caller's assignment already carries its trajectory and project (the same rows): reuse them.
+    if Assignment.trajectory.is_cached(assignment) and assignment.trajectory_id == locked.trajectory_id:
+        locked.trajectory = assignment.trajectory
     if locked.status == AssignmentStatus.SUBMITTED:
         raise ValidationError("This trajectory was already submitted; its labels are final.")
     if locked.status == AssignmentStatus.SKIPPED:

@@ -17,7 +17,9 @@ What it does, in one run:
    CaptureQueriesContext, same code path), for a 3-step and the --steps-step trajectory.
 4. Page weight: the full step page's HTML plus its CSS and JS (vendored htmx included), without
    the observation text itself.
-5. Browser: Chromium (Playwright) — navigation start → first step visible, median of 5.
+5. Browser: Chromium (Playwright) — navigation start → the first step's card painted (a
+   MutationObserver sees it, two animation frames later it is on screen), median of 5; and the
+   same for the step with the 200 KB observation.
 
 It prints figures and conditions; it asserts nothing.
 """
@@ -344,7 +346,22 @@ def _observation_text(html: str) -> str:
     return html[start:end] if start >= 0 and end > start else ""
 
 
-def browser(base: str, info: dict[str, Any]) -> list[float]:
+# Records when the step card is first on screen: the first animation frame after it is in the DOM
+# (a second frame, so the browser has painted it), as milliseconds since navigation start.
+_VISIBLE_PROBE = """
+(() => {
+  const done = () => requestAnimationFrame(() => requestAnimationFrame(() => {
+    window.__stepVisible = performance.now();
+  }));
+  const seen = () => document.querySelector("#step-card .stepno");
+  const watch = new MutationObserver(() => { if (seen()) { watch.disconnect(); done(); } });
+  watch.observe(document, { childList: true, subtree: true });
+})();
+"""
+
+
+def browser(base: str, info: dict[str, Any], index: int) -> list[float]:
+    """Navigation start → the step card of step `index` painted, in Chromium, 6 loads (the first dropped)."""
     from playwright.sync_api import sync_playwright
 
     times = []
@@ -361,20 +378,21 @@ def browser(base: str, info: dict[str, Any]) -> list[float]:
                 "--disable-quic",
             ],
         )
-        context = chromium.new_context(viewport={"width": 1400, "height": 900})
+        # bypass_csp: only so that the probe can be polled; the page itself loads exactly as it would
+        context = chromium.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+        context.add_init_script(_VISIBLE_PROBE)
         page = context.new_page()
         page.goto(f"{base}/login/")
         page.fill("input[name=username]", "bench-annotator")
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_load_state()
-        url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{info['big_steps'] // 2}/"
+        url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{index}/"
         for _ in range(6):
             page.goto("about:blank")
             page.goto(url, wait_until="commit")
-            page.wait_for_selector("#step-card .stepno", state="visible")
-            ms = page.evaluate("() => performance.now() - performance.getEntriesByType('navigation')[0].startTime")
-            times.append(ms)
+            page.wait_for_function("window.__stepVisible !== undefined")
+            times.append(page.evaluate("window.__stepVisible"))
         chromium.close()
     return times[1:]
 
@@ -431,7 +449,8 @@ def main() -> None:
         server.wait()
         base = f"http://127.0.0.1:{args.port}"
         figures = latency(base, info, args.requests)
-        first_visible = browser(base, info)
+        first_visible = browser(base, info, 0)
+        tail_visible = browser(base, info, info["big_steps"] // 2)
     finally:
         if server is not None:
             server.stop()
@@ -460,7 +479,12 @@ def main() -> None:
     )
     print(
         f"first step visible in Chromium        : median {statistics.median(first_visible):.0f} ms "
-        f"(min–max {min(first_visible):.0f} – {max(first_visible):.0f}, n={len(first_visible)})   target ≤ 300 ms"
+        f"(min–max {min(first_visible):.0f} – {max(first_visible):.0f}, n={len(first_visible)}; navigation start → "
+        f"step 1 painted)   target ≤ 300 ms"
+    )
+    print(
+        f"  the step with the 200 KB tail       : median {statistics.median(tail_visible):.0f} ms "
+        f"(min–max {min(tail_visible):.0f} – {max(tail_visible):.0f})"
     )
 
 

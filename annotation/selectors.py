@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
-from django.db.models import Avg, Case, Count, F, JSONField, Max, Q, QuerySet, Subquery, TextField, Value, When
+from django.db.models import Avg, Count, Max, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
@@ -42,8 +42,8 @@ ARGUMENT_CODES = frozenset(
     }
 )
 TOOL_CODES = frozenset({FindingCode.UNKNOWN_TOOL})
-# What the outline needs of every step (never the context or the observation).
-OUTLINE_FIELDS = (
+# A step's light fields, for saving its labels (never the context or the observation).
+LIGHT_STEP_FIELDS = (
     "id",
     "trajectory_id",
     "index",
@@ -63,14 +63,6 @@ OUTLINE_FIELDS = (
     "completion_tokens",
     "cost_usd",
 )
-# Heavy fields, loaded for the current step only (by a conditional column in the same query).
-HEAVY_FIELDS: dict[str, Any] = {
-    "state": JSONField(),
-    "plan": TextField(),
-    "observation": TextField(),
-    "reflection": TextField(),
-    "arguments_raw": TextField(),
-}
 
 
 def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: int) -> Assignment:
@@ -449,27 +441,6 @@ def _outline_steps(trajectory_id: int) -> list[OutlineStep]:
     ]
 
 
-def _steps_with_current(trajectory_id: int, index: int) -> list[Step]:
-    """Every step's light fields, and the heavy fields of step `index` only — one query."""
-    heavy = {
-        f"heavy_{name}": Case(When(index=index, then=F(name)), default=Value(None), output_field=output)
-        for name, output in HEAVY_FIELDS.items()
-    }
-    steps = list(
-        Step.objects.filter(trajectory_id=trajectory_id).only(*OUTLINE_FIELDS).annotate(**heavy).order_by("index")
-    )
-    for step in steps:
-        if step.index == index:
-            for name in HEAVY_FIELDS:
-                value = getattr(step, f"heavy_{name}")
-                if name == "state" and value is None:
-                    value = []
-                elif name in ("plan", "reflection") and value is None:
-                    value = ""
-                step.__dict__[name] = value
-    return steps
-
-
 def step_workspace(*, assignment: Assignment, index: int) -> StepWorkspace:
     """Everything the step view shows, in a bounded number of queries whatever the trajectory's length."""
     project = assignment.trajectory.project
@@ -567,7 +538,7 @@ def step_for_assignment(*, assignment: Assignment, index: int) -> Step:
     """One step of the assignment's trajectory (light fields and arguments); Http404 if there is none."""
     step = (
         Step.objects.filter(trajectory_id=assignment.trajectory_id, index=index)
-        .only(*OUTLINE_FIELDS)
+        .only(*LIGHT_STEP_FIELDS)
         .select_related(None)
         .first()
     )

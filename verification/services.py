@@ -355,10 +355,6 @@ def _call_views_of(trajectory_ids: list[int], *, light: bool = False) -> dict[in
     return out
 
 
-def call_views(trajectory: Trajectory) -> list[CallView]:
-    return _call_views_of([trajectory.pk]).get(trajectory.pk, [])
-
-
 def _lookups(ctx: _Context) -> list[tuple[CallView, str]]:
     if ctx.registry is None or (ctx.config is not None and not ctx.config.use_mock_store):
         return []

@@ -14,15 +14,17 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
-from django.db.models import Avg, Count, Max, Q, QuerySet, Subquery, TextField
+from django.db.models import Avg, Count, Max, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
+from annotation.completeness import step_missing
 from annotation.models import Assignment, AssignmentStatus, GoldItem, StepLabel, TrajectoryLabel
 from core.models import Project
 from core.selectors import UserLike
-from trajectories.models import Step, StepKind, Tool, ToolRegistry, Trajectory
+from trajectories.models import Step, StepKind, Tool, Trajectory
+from trajectories.selectors.registries import active_registry_tools_query
 from verification.models import CheckRun, Finding, FindingCode
 
 NONE_TAG = "none"
@@ -321,29 +323,6 @@ def failure_taxonomy(project: Project) -> list[dict[str, Any]]:
     )
 
 
-def step_missing(*, step: Step | OutlineStep, label: StepLabel | None, axes: list[str]) -> list[str]:
-    """What the step still needs before submit — the per-step part of services.missing_labels."""
-    out: list[str] = []
-    if step.kind == StepKind.TOOL_CALL:
-        arguments = step.arguments if isinstance(step.arguments, dict) else {}
-        judged = label.argument_verdicts if label else {}
-        unjudged = [name for name in arguments if name not in judged]
-        if unjudged:
-            out.append(f"argument verdicts: {', '.join(unjudged)}")
-        if not (label and label.tool_verdict):
-            out.append("tool verdict")
-        if not (label and label.env_feedback):
-            out.append("environment feedback")
-    if not (label and label.failure_modes):
-        out.append('failure modes (or "none")')
-    if not (label and label.process_reward is not None):
-        out.append("process reward")
-    unscored = [axis for axis in axes if not (label and axis in label.rubric)]
-    if unscored:
-        out.append(f"rubric: {', '.join(unscored)}")
-    return out
-
-
 def label_has_values(label: StepLabel | None) -> bool:
     """Whether the annotator put anything in the label (a time-only save leaves the step untouched)."""
     if label is None:
@@ -409,9 +388,8 @@ def suggestion_values(*, suggestion: Suggestion, label: StepLabel | None) -> dic
 
 
 def _registry_tools(project: Project) -> list[Tool]:
-    latest = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version").values("id")[:1]
     return list(
-        Tool.objects.filter(registry_id=Subquery(latest))
+        active_registry_tools_query(project)
         .only("id", "registry_id", "name", "description", "parameters")
         .order_by("name")
     )

@@ -29,6 +29,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
+from annotation.completeness import step_missing
 from annotation.models import (
     ArgumentVerdict,
     Assignment,
@@ -42,7 +43,8 @@ from annotation.models import (
 )
 from core.models import Project, Role
 from core.services import audit_record
-from trajectories.models import Step, StepKind, Tool, ToolRegistry, Trajectory, TrajectoryStatus
+from trajectories.models import Step, Tool, Trajectory, TrajectoryStatus
+from trajectories.selectors.registries import active_registry_tools_query, project_can_hand_out_work
 
 LEASE = timedelta(minutes=getattr(settings, "STEPWISE_LEASE_MINUTES", 30))
 MAX_TIME_DELTA_MS = 30 * 60 * 1000  # one save never adds more than the lease
@@ -107,7 +109,7 @@ def assignment_claim_next(*, annotator: User, project: Project, now: datetime | 
     now = now or timezone.now()
     if not _annotates(annotator, project):
         raise NoWork("Only the project's annotators receive work.")
-    if not ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).exists():
+    if not project_can_hand_out_work(project):
         raise NoWork("No work is handed out until the project's tool registry is frozen.")
     current = (
         Assignment.objects.select_for_update()
@@ -279,8 +281,7 @@ def label_spec(*, project: Project, step: Step, fields: Any = None) -> LabelSpec
         parameters = tool if isinstance(tool, dict) else {}
     tools: set[str] = set()
     if "correct_tool" in wanted:
-        latest = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version")
-        tools = set(Tool.objects.filter(registry__in=latest.values("pk")[:1]).values_list("name", flat=True))
+        tools = set(active_registry_tools_query(project).values_list("name", flat=True))
     return LabelSpec(
         argument_schemas=dict(parameters.get("properties") or {}),
         argument_required=set(parameters.get("required") or []),
@@ -496,24 +497,7 @@ def missing_labels(*, assignment: Assignment) -> list[Missing]:
         .order_by("index")
         .only("id", "index", "kind", "arguments")
     ):
-        label = labels.get(step.pk)
-        if step.kind == StepKind.TOOL_CALL:
-            arguments = step.arguments if isinstance(step.arguments, dict) else {}
-            judged = label.argument_verdicts if label else {}
-            unjudged = [name for name in arguments if name not in judged]
-            if unjudged:
-                out.append(Missing(step.index, f"argument verdicts: {', '.join(unjudged)}"))
-            if not (label and label.tool_verdict):
-                out.append(Missing(step.index, "tool verdict"))
-            if not (label and label.env_feedback):
-                out.append(Missing(step.index, "environment feedback"))
-        if not (label and label.failure_modes):
-            out.append(Missing(step.index, 'failure modes (or "none")'))
-        if not (label and label.process_reward is not None):
-            out.append(Missing(step.index, "process reward"))
-        unscored = [axis for axis in axes if not (label and axis in label.rubric)]
-        if unscored:
-            out.append(Missing(step.index, f"rubric: {', '.join(unscored)}"))
+        out.extend(Missing(step.index, what) for what in step_missing(step=step, label=labels.get(step.pk), axes=axes))
     verdict = TrajectoryLabel.objects.filter(assignment=assignment).first()
     for name, label_text in (
         ("goal_completed", "goal completed"),

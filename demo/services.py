@@ -20,6 +20,7 @@ from core.models import Project, ProjectKind, Role
 from core.services import audit_record, membership_set, project_create
 from demo import rollouts
 from trajectories.models import Goal, ImportJob, ImportStatus, SourceFile, Step, SweTask, ToolRegistry, Trajectory
+from trajectories.selectors.registries import registry_active
 from trajectories.services.imports import import_job_create, import_job_run, source_file_store
 from trajectories.services.registries import registry_create, registry_freeze
 from verification.services import replay_config_for, replay_config_set
@@ -81,7 +82,7 @@ def _ensure_project(*, actor: User, name: str, slug: str, kind: str, guidelines:
 
 
 def _ensure_registry(*, actor: User, project: Project, tools: list[dict[str, Any]], name: str) -> ToolRegistry:
-    frozen = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version").first()
+    frozen = registry_active(project)
     if frozen is not None:
         return frozen
     registry = registry_create(actor=actor, project=project, tools=tools, name=name)

@@ -31,6 +31,7 @@ from django.utils import timezone
 from core.models import Project
 from core.services import UserLike, audit_record
 from trajectories.models import Step, Tool, ToolRegistry, Trajectory
+from trajectories.selectors.registries import registry_active
 from verification.checks import grounding, replay, rewards, schema
 from verification.checks.base import CallView, FindingData, ToolView, canonical
 from verification.checks.limits import LimitExceeded, run_limited
@@ -62,12 +63,6 @@ def _sha(*parts: Any) -> str:
 
 
 # --- what the checks read ----------------------------------------------------------------------
-
-
-def registry_active(project: Project | int) -> ToolRegistry | None:
-    """The project's latest frozen registry."""
-    project_id = project if isinstance(project, int) else project.pk
-    return ToolRegistry.objects.filter(project_id=project_id, frozen_at__isnull=False).order_by("-version").first()
 
 
 def tool_views(registry: ToolRegistry | None) -> dict[str, ToolView]:

@@ -45,9 +45,25 @@ def tool_get_for_user(*, project: Project, role: str, version: int, tool_id: int
     return tool
 
 
+def frozen_registries(project: Project | int) -> QuerySet[ToolRegistry]:
+    """The project's frozen registries, newest first: the first is the active one."""
+    project_id = project if isinstance(project, int) else project.pk
+    return ToolRegistry.objects.filter(project_id=project_id, frozen_at__isnull=False).order_by("-version")
+
+
+def registry_active(project: Project | int) -> ToolRegistry | None:
+    """The project's latest frozen registry (None while none is frozen)."""
+    return frozen_registries(project).first()
+
+
+def active_registry_tools_query(project: Project | int) -> QuerySet[Tool]:
+    """The active registry's tools, in one query (a subquery picks the registry)."""
+    return Tool.objects.filter(registry__in=frozen_registries(project).values("pk")[:1])
+
+
 def project_can_hand_out_work(project: Project) -> bool:
     """Annotation work is handed out only once the project has a frozen tool registry."""
-    return ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).exists()
+    return frozen_registries(project).exists()
 
 
 # --- drift -----------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from trajectories.formats import IMPORTERS, Importer, RawRecord, RecordError, im
 from trajectories.formats.reading import open_maybe_gzip, sniff_container
 from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
-from trajectories.models import ImportJob, ImportStatus, SourceFile, ToolRegistry
+from trajectories.models import ImportJob, ImportStatus, SourceFile
+from trajectories.selectors.registries import registry_active
 from trajectories.services.import_workers import ParseWorkers
 from trajectories.services.storage import BatchWriter, Prepared, PreparedRun, prepare
 
@@ -173,7 +174,7 @@ class _Counting:
 
 def active_registry_tools(project: Project) -> dict[str, int] | None:
     """Tool name → id of the project's latest frozen registry, or None when none is frozen."""
-    registry = ToolRegistry.objects.filter(project=project, frozen_at__isnull=False).order_by("-version").first()
+    registry = registry_active(project)
     if registry is None:
         return None
     return dict(registry.tools.values_list("name", "id"))

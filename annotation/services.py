@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,7 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from annotation.completeness import step_missing
+from annotation.hooks import fire_trajectory_annotated
 from annotation.models import (
     ArgumentVerdict,
     Assignment,
@@ -537,6 +539,7 @@ def assignment_submit(*, annotator: User, assignment: Assignment, now: datetime 
     if not held.is_gold and submitted >= project.overlap and trajectory.status == TrajectoryStatus.IN_ANNOTATION:
         trajectory.status = TrajectoryStatus.ANNOTATED
         trajectory.save(update_fields=["status"])
+        transaction.on_commit(partial(fire_trajectory_annotated, trajectory.pk))
     audit_record(
         actor=annotator,
         verb="assignment.submit",

@@ -22,6 +22,9 @@ class Project(models.Model):
     review_rate = models.FloatField(default=0.10)
     rubric_axes = models.JSONField(default=list)
     failure_taxonomy = models.JSONField(default=list)
+    consensus_rules = models.JSONField(
+        default=dict, blank=True, help_text="Overrides of the consensus, routing and agreement defaults (audit.rules)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

@@ -1,4 +1,4 @@
-"""The agreement engine: coefficients on poolable sufficient statistics.
+"""The agreement engine: coefficients on poolable sufficient statistics and set-valued α.
 
 Pure Python and numpy (no Django), following AGREEMENT.md §1 and §7.2.
 """
@@ -42,6 +42,7 @@ from audit.agreement.coefficients import (
     specific_agreement,
     unit_coincidences,
 )
+from audit.agreement.sets import exact_distance, jaccard_distance, masi_distance, per_tag_alpha, set_alpha
 
 __all__ = [
     "MIN_ITEMS",
@@ -64,6 +65,7 @@ __all__ = [
     "difference_matrix",
     "disagreement_weights",
     "encode",
+    "exact_distance",
     "fleiss_kappa",
     "fleiss_kappa_se0",
     "gwet_ac",
@@ -71,14 +73,18 @@ __all__ = [
     "gwet_ac2",
     "item_agreement",
     "item_tables",
+    "jaccard_distance",
     "krippendorff_alpha",
     "krippendorff_alpha_counts",
     "krippendorff_alpha_stack",
+    "masi_distance",
     "pabak",
+    "per_tag_alpha",
     "percent_agreement",
     "randolph_kappa",
     "require_min_n",
     "scott_pi",
+    "set_alpha",
     "specific_agreement",
     "unit_coincidences",
 ]

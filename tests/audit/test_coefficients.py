@@ -37,14 +37,18 @@ from audit.agreement import (
     gwet_ac2,
     item_agreement,
     item_tables,
+    jaccard_distance,
     krippendorff_alpha,
     krippendorff_alpha_counts,
     krippendorff_alpha_stack,
+    masi_distance,
     pabak,
+    per_tag_alpha,
     percent_agreement,
     randolph_kappa,
     require_min_n,
     scott_pi,
+    set_alpha,
     specific_agreement,
 )
 
@@ -86,6 +90,12 @@ WIKI = np.array([[20, 5], [10, 15]])
 RUBRIC_A = [1, 2, 2, 4, 5, 5, 1, 4]
 RUBRIC_B = [2, 2, 4, 4, 5, 4, 1, 5]
 RUBRIC_COUNTS = category_counts(list(zip(RUBRIC_A, RUBRIC_B, strict=True)), [1, 2, 3, 4, 5])
+H, WT, S, L, R, IP, P = "H", "W", "S", "L", "R", "I", "P"
+TAGS = [H, WT, S, L, R, IP, P]
+TAG_ITEMS: list[list[set[str] | None]] = [
+    [{H}, {H}, {H, WT}], [{WT}, {WT}, {WT}], [{S}, {S, H}, {S}], [{L}, {L}, {R}],
+    [{R, IP}, {R}, {R, IP}], [{P}, {P}, {P}], [{H, S}, {H}, {S}], [{WT}, {H}, {WT}],
+]  # fmt: skip
 
 
 def approx(expected: str) -> object:
@@ -200,6 +210,18 @@ PUBLISHED: list[tuple[str, Callable[[], float | None], str]] = [
         lambda: krippendorff_alpha_counts(RUBRIC_COUNTS, level="interval", values=[1, 2, 3, 4, 5]).value,
         "0.8199",
     ),
+    ("TV14b MASI nested", lambda: masi_distance({1, 2}, {1, 2, 3, 4}), "0.6667"),
+    ("TV14b MASI equal", lambda: masi_distance({"a"}, {"a"}), "0"),
+    ("TV14b MASI disjoint", lambda: masi_distance({"a"}, {"b"}), "1"),
+    ("TV14b MASI overlap", lambda: masi_distance({"a", "b"}, {"b", "c"}), "0.8889"),
+    ("TV14b MASI ∅ ∅", lambda: masi_distance(set(), set()), "0"),
+    ("TV14c set α MASI", lambda: set_alpha(TAG_ITEMS, "masi").value, "0.506461"),
+    ("TV14c set α Jaccard", lambda: set_alpha(TAG_ITEMS, "jaccard").value, "0.561131"),
+    ("TV14c set α exact", lambda: set_alpha(TAG_ITEMS, "exact").value, "0.402000"),
+    *[
+        (f"TV14c per-tag α {tag}", lambda tag=tag: per_tag_alpha(TAG_ITEMS, TAGS)[tag].value, e)
+        for tag, e in zip(TAGS, ["0.4202", "0.5741", "0.7579", "0.4773", "0.7125", "0.4773", "1.0"], strict=True)
+    ],
 ]
 
 PARADOX: list[tuple[str, np.ndarray, dict[str, str]]] = [
@@ -323,6 +345,14 @@ def test_unused_rubric_level_keeps_its_row_and_column() -> None:
     table = contingency_table(RUBRIC_A, RUBRIC_B, [1, 2, 3, 4, 5])
     assert table.shape == (5, 5)
     assert table[2].sum() == table[:, 2].sum() == 0
+
+
+def test_empty_set_against_empty_set() -> None:
+    assert masi_distance(set(), set()) == 0.0
+    assert jaccard_distance(set(), set()) == 0.0
+    assert 1.0 - masi_distance(set(), set()) == 1.0
+    units: list[list[set[str] | None]] = [[set(), set()], [{"H"}, {"H"}], [set(), {"H"}], [{"W"}, None]]
+    assert value(set_alpha(units, "jaccard")) == pytest.approx(value(set_alpha(units, "exact")))
 
 
 def test_undefined_results_carry_reasons_never_nan() -> None:

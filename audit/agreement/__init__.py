@@ -1,8 +1,9 @@
-"""The agreement engine: coefficients on poolable sufficient statistics and set-valued α.
+"""The agreement engine: coefficients on poolable sufficient statistics, set-valued α and the cluster bootstrap.
 
 Pure Python and numpy (no Django), following AGREEMENT.md §1 and §7.2.
 """
 
+from audit.agreement.bootstrap import BootstrapCI, bootstrap_ci, cluster_sums
 from audit.agreement.coefficients import (
     MIN_ITEMS,
     MIN_PER_CATEGORY,
@@ -47,12 +48,15 @@ from audit.agreement.sets import exact_distance, jaccard_distance, masi_distance
 __all__ = [
     "MIN_ITEMS",
     "MIN_PER_CATEGORY",
+    "BootstrapCI",
     "KappaStack",
     "Result",
     "agreement_weights",
+    "bootstrap_ci",
     "brennan_prediger",
     "category_counts",
     "category_kappas",
+    "cluster_sums",
     "cohen_kappa",
     "cohen_kappa_se0",
     "cohen_kappa_stack",

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from core.models import Project
 from trajectories.models import Step, Trajectory
@@ -145,7 +146,7 @@ class AgreementRun(models.Model):
     """One recomputation of a project's agreement figures."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_runs")
-    started_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(default=timezone.now, help_text="When reading the labels began.")
     label_rows = models.PositiveIntegerField(default=0)
     point_ms = models.PositiveIntegerField(default=0)
     bootstrap_ms = models.PositiveIntegerField(default=0)

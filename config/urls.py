@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("", include("core.urls")),
+    path("", include("audit.urls")),
     path("p/<slug:project_slug>/verification/", include("verification.urls")),
     path("p/<slug:project_slug>/work/", include("annotation.urls")),
     path("p/<slug:project_slug>/", include("trajectories.urls")),

@@ -40,6 +40,7 @@ NO_FAILING_STEP = "none"
 @dataclass(slots=True)
 class ConsensusReport:
     trajectory_id: int
+    project_id: int
     labels: int = 0
     settled: int = 0
     escalated: int = 0
@@ -259,7 +260,7 @@ def trajectory_consensus_compute(*, trajectory_id: int) -> ConsensusReport:
     """Consensus and escalations for one trajectory once all its annotators submitted."""
     trajectory = Trajectory.objects.select_for_update().select_related("project").get(pk=trajectory_id)
     project = trajectory.project
-    report = ConsensusReport(trajectory_id=trajectory.pk)
+    report = ConsensusReport(trajectory_id=trajectory.pk, project_id=project.pk)
     assignments = list(
         Assignment.objects.filter(trajectory=trajectory, status=AssignmentStatus.SUBMITTED, is_gold=False).order_by(
             "submitted_at", "id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from celery import current_app
@@ -16,7 +17,8 @@ def consensus_enqueue(trajectory_id: int) -> None:
 
 
 def agreement_enqueue(project_id: int, *, bootstrap: bool = True) -> None:
-    transaction.on_commit(partial(current_app.send_task, AGREEMENT_TASK, args=[project_id, bootstrap]))
+    """Recompute after commit; a computation that started after this request was queued makes it a no-op."""
+    transaction.on_commit(partial(current_app.send_task, AGREEMENT_TASK, args=[project_id, bootstrap, time.time()]))
 
 
 def on_trajectory_annotated(trajectory_id: int) -> None:

@@ -1,0 +1,819 @@
+"""Agreement figures of a project, recomputed from the labels in the database (never cached sums).
+
+The target figure (`Rules.definition`): each label is compared with its target — the gold value
+where the step is gold, else the leave-one-out consensus of the other annotators (their common
+value when at least two of them agree and no other value ties) — and the pairs are pooled into
+one contingency table per scope, whose Cohen's κ is the figure. Tool-use projects pool argument
+validity (valid / invalid; unsure is missing) and environment feedback (success / partial /
+failure) as one nominal variable with the categories of both fields kept apart; coding projects
+pool the five reasoning axes with quadratic weights over the fixed labels 1–5. Rubric axes,
+failure-mode tags (one binary κ each, and set-level α with MASI) and multi-rater coefficients
+(Krippendorff's α, Fleiss' κ, Gwet's AC1, raw agreement) are reported beside it.
+
+Scopes: the project; each capability slice (tool, difficulty band, failure mode, model, step
+kind); each annotator against the target and against gold; each annotator pair on co-rated
+items; and each annotator within each slice (for calibration). Everything pools within the
+scope; κs are never averaged. Labels are read in one pass with PostgreSQL's binary COPY into
+numpy arrays; SQLite reads them through the cursor.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation.models import CalibrationRequirement, GoldItem
+from audit.agreement import (
+    bootstrap_ci,
+    cohen_kappa_stack,
+    coincidence_matrix,
+    fleiss_kappa,
+    gwet_ac1,
+    krippendorff_alpha,
+    masi_distance,
+)
+from audit.models import AgreementRun, AgreementSnapshot, CalibrationFlag
+from audit.rules import CODING_TARGET_AXES, Rules, rules_for
+from core.models import Project, ProjectKind
+from core.services import audit_record
+from trajectories.models import Step
+
+ENV_CODES = {"success": 0, "partial": 1, "failure": 2}
+ARG_CODES = {"valid": 0, "invalid": 1}
+NONE_TAG = "none"
+SEED = 20261201
+
+
+# --- reading the labels ------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelArrays:
+    """One row per submitted step label (gold assignments included, flagged)."""
+
+    trajectory: npt.NDArray[np.int64]
+    step: npt.NDArray[np.int64]
+    annotator: npt.NDArray[np.int64]
+    gold: npt.NDArray[np.bool_]
+    submitted: npt.NDArray[np.int64]
+    env: npt.NDArray[np.int64]  # −1 missing
+    reward: npt.NDArray[np.int64]  # 0..2 for −1..+1, −1 missing
+    rubric: npt.NDArray[np.int64]  # (n, axes), 0 missing, else 1..5
+    tags: npt.NDArray[np.int64]  # bit i = taxonomy tag i; the last bit = "none"
+    arg_step: npt.NDArray[np.int64]  # argument verdict rows
+    arg_annotator: npt.NDArray[np.int64]
+    arg_gold: npt.NDArray[np.bool_]
+    arg_key: npt.NDArray[np.int64]
+    arg_code: npt.NDArray[np.int64]
+    axes: list[str]
+    tag_keys: list[str]
+
+    @property
+    def rows(self) -> int:
+        return int(self.step.size)
+
+
+def _pg_copy_ints(sql: str, params: Iterable[Any], widths: list[int]) -> npt.NDArray[Any]:
+    """Rows of NOT NULL integer columns through binary COPY, parsed by numpy without a Python loop."""
+    dtype = np.dtype(
+        [("n", ">i2")] + [x for i, w in enumerate(widths) for x in ((f"l{i}", ">i4"), (f"c{i}", f">i{w}"))]
+    )
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", tuple(params)) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+    header = 11 + 4
+    (extension,) = struct.unpack(">I", data[header : header + 4])
+    body = data[header + 4 + extension : -2]  # the trailer is int16 −1
+    return np.frombuffer(body, dtype=dtype)
+
+
+def _fetch(sql_pg: str, sql_lite: str, params: list[Any], widths: list[int]) -> list[npt.NDArray[np.int64]]:
+    if connection.vendor == "postgresql":
+        rows = _pg_copy_ints(sql_pg, params, widths)
+        return [rows[f"c{i}"].astype(np.int64) for i in range(len(widths))]
+    with connection.cursor() as cursor:
+        cursor.execute(sql_lite, params)
+        fetched = cursor.fetchall()
+    if not fetched:
+        return [np.zeros(0, dtype=np.int64) for _ in widths]
+    table = np.array(fetched, dtype=np.int64)
+    return [table[:, i] for i in range(len(widths))]
+
+
+def _arg_hash(name: str) -> int:
+    return zlib.crc32(name.encode()) - 2**31
+
+
+def load_labels(project: Project) -> LabelArrays:
+    axes = [str(a.get("key")) for a in project.rubric_axes if isinstance(a, dict)]
+    tag_keys = [str(t.get("key")) for t in project.failure_taxonomy if isinstance(t, dict)] + [NONE_TAG]
+    pg = connection.vendor == "postgresql"
+    env = "CASE l.env_feedback WHEN 'success' THEN 0 WHEN 'partial' THEN 1 WHEN 'failure' THEN 2 ELSE -1 END"
+    if pg:
+        rubric = ["COALESCE((l.rubric->>%s)::int, 0)" for _ in axes]
+        tags = " + ".join(f"((l.failure_modes ? %s)::int::int8 << {i})" for i in range(len(tag_keys))) or "0"
+        submitted = "COALESCE((EXTRACT(EPOCH FROM a.submitted_at) * 1000000)::int8, 0)"
+        gold = "a.is_gold::int"
+    else:
+        rubric = ["COALESCE(CAST(json_extract(l.rubric, '$.' || json_quote(%s)) AS INTEGER), 0)" for _ in axes]
+        tags = (
+            " + ".join(
+                f"((EXISTS (SELECT 1 FROM json_each(l.failure_modes) f WHERE f.value = %s)) << {i})"  # noqa: S608 (i is an int)
+                for i in range(len(tag_keys))
+            )
+            or "0"
+        )
+        submitted = "COALESCE(CAST((julianday(a.submitted_at) - 2440587.5) * 86400000000 AS INTEGER), 0)"
+        gold = "a.is_gold"
+    columns = [
+        "a.trajectory_id::int8" if pg else "a.trajectory_id",
+        "l.step_id::int8" if pg else "l.step_id",
+        "a.annotator_id::int8" if pg else "a.annotator_id",
+        gold,
+        submitted,
+        f"({env})::int" if pg else env,
+        "COALESCE(l.process_reward + 1, -1)::int" if pg else "COALESCE(l.process_reward + 1, -1)",
+        *rubric,
+        f"({tags})::int8" if pg else tags,
+    ]
+    where = (
+        " FROM annotation_steplabel l JOIN annotation_assignment a ON a.id = l.assignment_id"
+        " JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
+        " WHERE t.project_id = %s AND a.status = 'submitted'"
+    )
+    select = "SELECT " + ", ".join(columns) + where + " ORDER BY l.step_id, a.annotator_id"
+    params: list[Any] = [*axes, *tag_keys, project.pk]
+    widths = [8, 8, 8, 4, 8, 4, 4, *([4] * len(axes)), 8]
+    if not pg:
+        params = [*axes, *tag_keys, project.pk]
+    cols = _fetch(select, select, params, widths)
+    arg_pg = (
+        "SELECT l.step_id::int8, a.annotator_id::int8, a.is_gold::int, hashtext(e.key),"
+        " (CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END)::int"
+        " FROM annotation_steplabel l JOIN annotation_assignment a ON a.id = l.assignment_id"
+        " JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
+        " CROSS JOIN LATERAL jsonb_each_text(l.argument_verdicts) e"
+        " WHERE t.project_id = %s AND a.status = 'submitted'"
+    )
+    if pg:
+        arg_cols = _fetch(arg_pg, arg_pg, [project.pk], [8, 8, 4, 4, 4])
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT l.step_id, a.annotator_id, a.is_gold, e.key,"
+                " CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END"
+                " FROM annotation_steplabel l JOIN annotation_assignment a ON a.id = l.assignment_id"
+                " JOIN trajectories_trajectory t ON t.id = a.trajectory_id, json_each(l.argument_verdicts) e"
+                " WHERE t.project_id = %s AND a.status = 'submitted'",
+                [project.pk],
+            )
+            fetched = cursor.fetchall()
+        arg_cols = [
+            np.array([row[i] if i != 3 else _arg_hash(row[3]) for row in fetched], dtype=np.int64) for i in range(5)
+        ]
+    n_axes = len(axes)
+    return LabelArrays(
+        trajectory=cols[0],
+        step=cols[1],
+        annotator=cols[2],
+        gold=cols[3].astype(bool),
+        submitted=cols[4],
+        env=cols[5],
+        reward=cols[6],
+        rubric=np.stack(cols[7 : 7 + n_axes], axis=1) if n_axes else np.zeros((cols[0].size, 0), dtype=np.int64),
+        tags=cols[7 + n_axes],
+        arg_step=arg_cols[0],
+        arg_annotator=arg_cols[1],
+        arg_gold=arg_cols[2].astype(bool),
+        arg_key=arg_cols[3],
+        arg_code=arg_cols[4],
+        axes=axes,
+        tag_keys=tag_keys,
+    )
+
+
+# --- pairing each label with its target ------------------------------------------------------------------
+
+
+@dataclass
+class Votes:
+    """One row per label of one (pooled) variable: its unit, annotator, code and target."""
+
+    unit: npt.NDArray[np.int64]
+    step: npt.NDArray[np.int64]
+    trajectory: npt.NDArray[np.int64]
+    annotator: npt.NDArray[np.int64]
+    gold: npt.NDArray[np.bool_]
+    submitted: npt.NDArray[np.int64]
+    code: npt.NDArray[np.int64]  # −1 missing
+    target: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    target_is_gold: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    q: int = 0
+
+
+def with_targets(v: Votes, q: int, gold_code: npt.NDArray[np.int64]) -> Votes:
+    """Leave-one-out consensus of the other (non-gold) annotators, or the gold code of the unit."""
+    _, unit = np.unique(v.unit, return_inverse=True)
+    counts = np.zeros((int(unit.max()) + 1 if unit.size else 0, q), dtype=np.int64)
+    live = (~v.gold) & (v.code >= 0)
+    np.add.at(counts, (unit[live], v.code[live]), 1)
+    others = counts[unit].copy()
+    own = live.nonzero()[0]
+    others[own, v.code[own]] -= 1
+    top = others.max(axis=1) if q else np.zeros(unit.size, dtype=np.int64)
+    ties = (others == top[:, None]).sum(axis=1)
+    target = np.where((top >= 2) & (ties == 1), others.argmax(axis=1), -1)
+    target = np.where(v.gold, -1, target)  # a gold assignment is judged against gold only
+    is_gold = gold_code >= 0
+    target = np.where(is_gold, gold_code, target)
+    v.target, v.target_is_gold, v.q = target.astype(np.int64), is_gold, q
+    return v
+
+
+def tables(
+    keys: npt.NDArray[np.int64], n_keys: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], q: int
+) -> np.ndarray:
+    out = np.zeros((n_keys, q, q))
+    np.add.at(out, (keys, a, b), 1)
+    return out
+
+
+@dataclass
+class Figure:
+    value: float | None
+    reason: str
+    n_items: int
+    raw: float | None
+    ac1: float | None = None
+    ci: tuple[float | None, float | None] = (None, None)
+
+
+def kappa_figures(stack: np.ndarray, weights: str | None, min_items: int) -> list[Figure]:
+    """κ of every table of a stack with raw agreement and the "not enough data" guard."""
+    flat = stack.reshape(-1, stack.shape[-2], stack.shape[-1])
+    ks = cohen_kappa_stack(flat, weights)
+    n = flat.sum(axis=(1, 2))
+    diag = np.trace(flat, axis1=1, axis2=2)
+    out = []
+    for i in range(flat.shape[0]):
+        items = int(n[i])
+        raw = float(diag[i] / items) if items else None
+        if items == 0:
+            out.append(Figure(None, "no pairable values", 0, None))
+        elif np.isnan(ks.kappa[i]):
+            out.append(Figure(None, "no variance", items, raw))
+        elif items < min_items:
+            out.append(Figure(None, "not enough data", items, raw))
+        else:
+            out.append(Figure(float(ks.kappa[i]), "", items, raw))
+    return out
+
+
+def pair_tables(v: Votes) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Co-rated (non-gold) labels of every annotator pair, as one table per pair."""
+    live = (~v.gold) & (v.code >= 0)
+    unit, annotator, code = v.unit[live], v.annotator[live], v.code[live]
+    order = np.lexsort((annotator, unit))
+    unit, annotator, code = unit[order], annotator[order], code[order]
+    lo_a: list[np.ndarray] = []
+    hi_a: list[np.ndarray] = []
+    lo_c: list[np.ndarray] = []
+    hi_c: list[np.ndarray] = []
+    for d in range(1, 9):
+        if unit.size <= d:
+            break
+        same = unit[d:] == unit[:-d]
+        if not same.any():
+            break
+        lo_a.append(annotator[:-d][same])
+        hi_a.append(annotator[d:][same])
+        lo_c.append(code[:-d][same])
+        hi_c.append(code[d:][same])
+    if not lo_a:
+        return [], np.zeros((0, v.q, v.q))
+    a1, a2, c1, c2 = (np.concatenate(x) for x in (lo_a, hi_a, lo_c, hi_c))
+    keys, pair = np.unique(np.stack([a1, a2], axis=1), axis=0, return_inverse=True)
+    return [(int(x), int(y)) for x, y in keys], tables(pair.reshape(-1), len(keys), c1, c2, v.q)
+
+
+# --- the computation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scoped:
+    scope: str
+    slice_key: str
+    measure: str
+    coefficient: str
+    figure: Figure
+    annotator: int | None = None
+    other: int | None = None
+
+
+@dataclass
+class Computation:
+    snapshots: list[Scoped]
+    rows: int
+    point_ms: int
+    bootstrap_ms: int = 0
+    calibration: list[tuple[int, str, float, float, int]] = field(default_factory=list)
+
+
+def _gold_codes(project: Project, labels: LabelArrays) -> dict[str, dict[tuple[int, int], int]]:
+    """Gold reference codes per field: {field: {(step id, arg hash or 0): code}}."""
+    out: dict[str, dict[tuple[int, int], int]] = {"arg": {}, "env": {}, **{f"rubric:{a}": {} for a in labels.axes}}
+    golds = list(GoldItem.objects.filter(trajectory__project=project).values_list("trajectory_id", "reference"))
+    if not golds:
+        return out
+    steps = {
+        (t, i): s
+        for s, t, i in Step.objects.filter(trajectory_id__in=[g[0] for g in golds]).values_list(
+            "id", "trajectory_id", "index"
+        )
+    }
+    names: set[str] = set()
+    for _, ref in golds:
+        for labels_ in ref.values() if isinstance(ref, dict) else []:
+            if isinstance(labels_, dict):
+                names.update((labels_.get("argument_verdicts") or {}).keys())
+    hashes = _pg_hashes(sorted(names))
+    for trajectory_id, ref in golds:
+        for key, values in ref.items() if isinstance(ref, dict) else []:
+            step = steps.get((trajectory_id, int(key))) if str(key).isdigit() else None
+            if step is None or not isinstance(values, dict):
+                continue
+            for name, verdict in (values.get("argument_verdicts") or {}).items():
+                if verdict in ARG_CODES:
+                    out["arg"][(step, hashes[name])] = ARG_CODES[verdict]
+            if values.get("env_feedback") in ENV_CODES:
+                out["env"][(step, 0)] = ENV_CODES[values["env_feedback"]]
+            for axis, score in (values.get("rubric") or {}).items():
+                if f"rubric:{axis}" in out and score in (1, 2, 3, 4, 5):
+                    out[f"rubric:{axis}"][(step, 0)] = int(score) - 1
+    return out
+
+
+def _pg_hashes(names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    if connection.vendor != "postgresql":
+        return {n: _arg_hash(n) for n in names}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT k, hashtext(k) FROM unnest(%s::text[]) k", [names])
+        return dict(cursor.fetchall())
+
+
+def _lookup(keys_a: np.ndarray, keys_b: np.ndarray, table: dict[tuple[int, int], int]) -> np.ndarray:
+    if not table:
+        return np.full(keys_a.size, -1, dtype=np.int64)
+    return np.array([table.get((int(a), int(b)), -1) for a, b in zip(keys_a, keys_b, strict=True)], dtype=np.int64)
+
+
+def _gold_vector(steps: np.ndarray, keys: np.ndarray, table: dict[tuple[int, int], int]) -> np.ndarray:
+    """Gold code per row; only rows of gold steps are looked up."""
+    out = np.full(steps.size, -1, dtype=np.int64)
+    if not table:
+        return out
+    gold_steps = np.array(sorted({s for s, _ in table}), dtype=np.int64)
+    rows = np.isin(steps, gold_steps).nonzero()[0]
+    out[rows] = _lookup(steps[rows], keys[rows], table)
+    return out
+
+
+def target_votes(labels: LabelArrays, rules: Rules, gold: dict[str, dict[tuple[int, int], int]]) -> Votes:
+    """The votes of the project's target variable (see the module docstring)."""
+    if rules.kind == ProjectKind.CODING:
+        axes = [a for a in CODING_TARGET_AXES if a in labels.axes] or labels.axes
+        parts = []
+        for axis in axes:
+            parts.append(rubric_votes(labels, axis, gold))
+        return _concat(parts, q=5)
+    arg = Votes(
+        unit=labels.arg_step * 2**32 + (labels.arg_key & 0xFFFFFFFF),
+        step=labels.arg_step,
+        trajectory=np.zeros(0, dtype=np.int64),
+        annotator=labels.arg_annotator,
+        gold=labels.arg_gold,
+        submitted=np.zeros(0, dtype=np.int64),
+        code=labels.arg_code,
+    )
+    arg = with_targets(arg, 2, _gold_vector(labels.arg_step, labels.arg_key, gold["arg"]))
+    env = step_votes(labels, labels.env)
+    env = with_targets(env, 3, _gold_vector(labels.step, np.zeros_like(labels.step), gold["env"]))
+    # the arguments' trajectories and times come from their step's labels
+    pos = np.searchsorted(labels.step, arg.step)
+    pos = np.clip(pos, 0, max(labels.step.size - 1, 0))
+    arg.trajectory = labels.trajectory[pos] if labels.step.size else arg.step
+    arg.submitted = _submitted_of(labels, arg.step, arg.annotator)
+    env.unit = -env.unit - 1  # keep env units apart from argument units
+    env.code = np.where(env.code >= 0, env.code + 2, -1)
+    env.target = np.where(env.target >= 0, env.target + 2, -1)
+    env.q = arg.q = 5
+    return _concat([arg, env], q=5)
+
+
+def _submitted_of(labels: LabelArrays, steps: np.ndarray, annotators: np.ndarray) -> np.ndarray:
+    if not steps.size or not labels.step.size:
+        return np.zeros(steps.size, dtype=np.int64)
+    key = labels.step * 2**20 + labels.annotator
+    order = np.argsort(key)
+    pos = np.searchsorted(key[order], steps * 2**20 + annotators)
+    pos = np.clip(pos, 0, key.size - 1)
+    return labels.submitted[order][pos]
+
+
+def step_votes(labels: LabelArrays, codes: np.ndarray) -> Votes:
+    return Votes(
+        unit=labels.step.copy(),
+        step=labels.step,
+        trajectory=labels.trajectory,
+        annotator=labels.annotator,
+        gold=labels.gold,
+        submitted=labels.submitted,
+        code=codes,
+    )
+
+
+def rubric_votes(labels: LabelArrays, axis: str, gold: dict[str, dict[tuple[int, int], int]]) -> Votes:
+    i = labels.axes.index(axis)
+    v = step_votes(labels, labels.rubric[:, i] - 1)
+    v.unit = v.unit * 8 + i
+    return with_targets(v, 5, _gold_vector(labels.step, np.zeros_like(labels.step), gold.get(f"rubric:{axis}", {})))
+
+
+def _concat(parts: list[Votes], q: int) -> Votes:
+    def cat(name: str) -> Any:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return Votes(
+        unit=cat("unit"),
+        step=cat("step"),
+        trajectory=cat("trajectory"),
+        annotator=cat("annotator"),
+        gold=cat("gold"),
+        submitted=cat("submitted"),
+        code=cat("code"),
+        target=cat("target"),
+        target_is_gold=cat("target_is_gold"),
+        q=q,
+    )
+
+
+def _judged(v: Votes) -> np.ndarray:
+    return (v.code >= 0) & (v.target >= 0)
+
+
+def scope_figures(v: Votes, *, measure: str, weights: str | None, rules: Rules, slices: SliceIndex) -> list[Scoped]:
+    """Project, annotator (vs target and vs gold), pair, slice and annotator × slice figures of one variable."""
+    out: list[Scoped] = []
+    m = _judged(v)
+    annotators, a_index = np.unique(v.annotator, return_inverse=True)
+    coefficient = "cohen_kappa_quadratic" if weights == "quadratic" else "cohen_kappa"
+    own, target = v.code[m], v.target[m]
+    project_table = tables(np.zeros(int(m.sum()), dtype=np.int64), 1, own, target, v.q)
+    out.append(Scoped("project", "", measure, coefficient, kappa_figures(project_table, weights, rules.min_items)[0]))
+    per_annotator = tables(a_index[m], annotators.size, own, target, v.q)
+    for a, fig in zip(annotators, kappa_figures(per_annotator, weights, rules.min_items), strict=True):
+        out.append(Scoped("annotator", "", measure, coefficient, fig, annotator=int(a)))
+    g = m & v.target_is_gold
+    per_gold = tables(a_index[g], annotators.size, v.code[g], v.target[g], v.q)
+    for a, fig in zip(annotators, kappa_figures(per_gold, weights, rules.min_items), strict=True):
+        if fig.n_items:
+            out.append(Scoped("annotator_gold", "", measure, coefficient, fig, annotator=int(a)))
+    pairs, pair_stack = pair_tables(v)
+    for (x, y), fig in zip(pairs, kappa_figures(pair_stack, weights, rules.min_items), strict=True):
+        out.append(Scoped("pair", "", measure, coefficient, fig, annotator=x, other=y))
+    for dim in ("tool", "band", "model", "kind", "failure"):
+        code, names = slices.row_codes(v.step, dim)
+        n_s = len(names)
+        per_slice = tables(code[m], n_s, own, target, v.q)
+        for name, fig in zip(names, kappa_figures(per_slice, weights, rules.min_items), strict=True):
+            if fig.n_items:
+                out.append(Scoped("slice", f"{dim}:{name or '—'}", measure, coefficient, fig))
+        cross = tables(code[m] * annotators.size + a_index[m], n_s * annotators.size, own, target, v.q)
+        for k, fig in enumerate(kappa_figures(cross, weights, rules.min_items)):
+            if fig.value is not None:
+                out.append(
+                    Scoped(
+                        "annotator_slice",
+                        f"{dim}:{names[k // annotators.size] or '—'}",
+                        measure,
+                        coefficient,
+                        fig,
+                        annotator=int(annotators[k % annotators.size]),
+                    )
+                )
+    return out
+
+
+class SliceIndex:
+    """Slice codes of step ids: tool, band, model and step kind (one each), and failure mode — the tag
+    a majority of the step's annotators chose (a step with several such tags counts under its first)."""
+
+    DIMENSIONS = ("tool", "band", "model", "kind", "failure")
+
+    def __init__(self, project: Project, labels: LabelArrays) -> None:
+        rows = list(
+            Step.objects.filter(trajectory__project=project)
+            .order_by("id")
+            .values_list("id", "kind", "tool_name", "trajectory__model_name", "trajectory__goal__band")
+        )
+        self.ids = np.array([r[0] for r in rows], dtype=np.int64)
+        self.dims: dict[str, tuple[np.ndarray, list[str]]] = {}
+        for col, dim in ((1, "kind"), (2, "tool"), (3, "model"), (4, "band")):
+            values = [str(r[col] or "") for r in rows]
+            names = sorted(set(values))
+            index = {n: i for i, n in enumerate(names)}
+            self.dims[dim] = (np.array([index[x] for x in values], dtype=np.int64), names)
+        tags = labels.tag_keys
+        failure = np.full(self.ids.size, len(tags), dtype=np.int64)  # the last code: no majority tag
+        live = ~labels.gold
+        if self.ids.size and live.any():
+            pos = np.clip(np.searchsorted(self.ids, labels.step[live]), 0, self.ids.size - 1)
+            for bit in range(len(tags) - 1, -1, -1):
+                votes = np.zeros(self.ids.size, dtype=np.int64)
+                np.add.at(votes, pos, (labels.tags[live] >> bit) & 1)
+                failure = np.where(votes >= 2, bit, failure)
+        self.dims["failure"] = (failure, [*tags, ""])
+
+    def __call__(self, dim: str) -> tuple[np.ndarray, list[str]]:
+        return self.dims[dim]
+
+    def row_codes(self, steps: np.ndarray, dim: str) -> tuple[np.ndarray, list[str]]:
+        codes, names = self.dims[dim]
+        if not self.ids.size:
+            return np.zeros(steps.size, dtype=np.int64), names
+        pos = np.clip(np.searchsorted(self.ids, steps), 0, self.ids.size - 1)
+        return codes[pos], names
+
+    def masks(self, steps: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        out: list[tuple[str, np.ndarray]] = []
+        for dim in self.DIMENSIONS:
+            codes, names = self.row_codes(steps, dim)
+            out += [(f"{dim}:{name or '—'}", codes == k) for k, name in enumerate(names)]
+        return out
+
+
+def multi_rater(v: Votes, *, measure: str, level: str, q: int) -> list[Scoped]:
+    """Krippendorff's α, Fleiss' κ, Gwet's AC1 and raw agreement of the non-gold labels, project-wide."""
+    live = (~v.gold) & (v.code >= 0)
+    _, unit = np.unique(v.unit[live], return_inverse=True)
+    counts = np.zeros((int(unit.max()) + 1 if unit.size else 0, q))
+    np.add.at(counts, (unit, v.code[live]), 1)
+    out: list[Scoped] = []
+    paired = counts[counts.sum(axis=1) >= 2]
+    n_items = int(paired.shape[0])
+    raw = None
+    if n_items:
+        m = paired.sum(axis=1)
+        raw = float(((paired * (paired - 1)).sum(axis=1) / (m * (m - 1))).mean())
+    alpha = krippendorff_alpha(coincidence_matrix(paired), n_items=n_items, level=level)  # type: ignore[arg-type]
+    ac1 = gwet_ac1(counts) if counts.size else None
+    out.append(
+        Scoped(
+            "project",
+            "",
+            measure,
+            f"krippendorff_alpha_{level}",
+            Figure(alpha.value, alpha.reason or "", n_items, raw, ac1.value if ac1 else None),
+        )
+    )
+    full = paired[paired.sum(axis=1) == paired.sum(axis=1).max()] if n_items else paired
+    fleiss = fleiss_kappa(full) if full.size else None
+    if fleiss is not None:
+        out.append(
+            Scoped(
+                "project", "", measure, "fleiss_kappa", Figure(fleiss.value, fleiss.reason or "", fleiss.n_items, raw)
+            )
+        )
+    return out
+
+
+def tag_figures(labels: LabelArrays, rules: Rules) -> list[Scoped]:
+    """One binary κ per failure-mode tag (vs leave-one-out consensus) and set-level α with MASI."""
+    out: list[Scoped] = []
+    has_tags = labels.tags > 0
+    for bit, key in enumerate(labels.tag_keys):
+        codes = np.where(has_tags, (labels.tags >> bit) & 1, -1)
+        v = with_targets(step_votes(labels, codes), 2, np.full(labels.step.size, -1, dtype=np.int64))
+        m = _judged(v)
+        fig = kappa_figures(
+            tables(np.zeros(int(m.sum()), dtype=np.int64), 1, v.code[m], v.target[m], 2), None, rules.min_items
+        )[0]
+        out.append(Scoped("project", "", f"tag:{key}", "cohen_kappa", fig))
+    live = (~labels.gold) & has_tags
+    sets, set_code = np.unique(labels.tags[live], return_inverse=True)
+    if sets.size:
+        _, unit = np.unique(labels.step[live], return_inverse=True)
+        counts = np.zeros((int(unit.max()) + 1, sets.size))
+        np.add.at(counts, (unit, set_code), 1)
+        frozen = [frozenset(b for b in range(len(labels.tag_keys)) if (int(s) >> b) & 1) for s in sets]
+        delta = np.array([[masi_distance(x, y) for y in frozen] for x in frozen])
+        paired = counts[counts.sum(axis=1) >= 2]
+        alpha = krippendorff_alpha(coincidence_matrix(paired), n_items=int(paired.shape[0]), delta=delta)
+        out.append(
+            Scoped(
+                "project",
+                "",
+                "failure_modes",
+                "krippendorff_alpha_masi",
+                Figure(alpha.value, alpha.reason or "", alpha.n_items, None),
+            )
+        )
+    return out
+
+
+def compute(project: Project, *, bootstrap: bool = True) -> Computation:
+    """Every scope's point estimates (and, with `bootstrap`, the cluster-bootstrap intervals of the target)."""
+    started = time.perf_counter()
+    rules = rules_for(project)
+    labels = load_labels(project)
+    slices = SliceIndex(project, labels)
+    gold = _gold_codes(project, labels)
+    target = target_votes(labels, rules, gold)
+    weights = "quadratic" if rules.kind == ProjectKind.CODING else None
+    snapshots = scope_figures(target, measure="target", weights=weights, rules=rules, slices=slices)
+    if rules.kind == ProjectKind.TOOL_USE:
+        snapshots += multi_rater(target, measure="target", level="nominal", q=5)
+    for axis in labels.axes:
+        votes = rubric_votes(labels, axis, gold)
+        m = _judged(votes)
+        fig = kappa_figures(
+            tables(np.zeros(int(m.sum()), dtype=np.int64), 1, votes.code[m], votes.target[m], 5),
+            "quadratic",
+            rules.min_items,
+        )[0]
+        snapshots.append(Scoped("project", "", f"rubric:{axis}", "cohen_kappa_quadratic", fig))
+        snapshots += multi_rater(votes, measure=f"rubric:{axis}", level="ordinal", q=5)
+    snapshots += tag_figures(labels, rules)
+    result = Computation(snapshots=snapshots, rows=labels.rows, point_ms=int((time.perf_counter() - started) * 1000))
+    if bootstrap:
+        t0 = time.perf_counter()
+        _bootstrap(result, target, weights, rules, slices)
+        result.calibration = _calibration(target, weights, rules, slices)
+        result.bootstrap_ms = int((time.perf_counter() - t0) * 1000)
+    return result
+
+
+def _cluster_tables(v: Votes, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    _, cluster = np.unique(v.trajectory[mask], return_inverse=True)
+    n = int(cluster.max()) + 1 if cluster.size else 0
+    return tables(cluster, n, v.code[mask], v.target[mask], v.q), np.arange(n)
+
+
+def _interval(
+    v: Votes, mask: np.ndarray, weights: str | None, rules: Rules, level: float = 0.95
+) -> tuple[float | None, float | None]:
+    stats, ids = _cluster_tables(v, mask)
+    if ids.size < 2:
+        return None, None
+    ci = bootstrap_ci(
+        stats, ids, lambda t: cohen_kappa_stack(t, weights).kappa, B=rules.bootstrap_resamples, seed=SEED, level=level
+    )
+    return ci.low, ci.high
+
+
+def _bootstrap(result: Computation, v: Votes, weights: str | None, rules: Rules, slices: SliceIndex) -> None:
+    judged = _judged(v)
+    in_slice = dict(slices.masks(v.step))
+    for s in result.snapshots:
+        if s.measure != "target" or s.figure.value is None or s.scope not in ("project", "annotator", "slice"):
+            continue
+        if not s.coefficient.startswith("cohen"):
+            continue
+        mask = judged
+        if s.scope == "annotator":
+            mask = judged & (v.annotator == s.annotator)
+        elif s.scope == "slice":
+            mask = judged & in_slice[s.slice_key]
+        s.figure.ci = _interval(v, mask, weights, rules)
+
+
+def _calibration(
+    v: Votes, weights: str | None, rules: Rules, slices: SliceIndex
+) -> list[tuple[int, str, float, float, int]]:
+    """(annotator, slice, κ, upper 90% bound, items) for every annotator × slice whose last `window` items
+    (a rolling window, most recent first) put the upper bound below the threshold."""
+    out = []
+    judged = _judged(v)
+    window = rules.calibration_window
+    scopes = [("project", np.ones(v.step.size, dtype=bool)), *slices.masks(v.step)]
+    for annotator in np.unique(v.annotator[judged]):
+        mine = judged & (v.annotator == annotator)
+        for key, in_slice in scopes:
+            rows = (mine & in_slice).nonzero()[0]
+            if rows.size < window:
+                continue
+            recent = rows[np.lexsort((-v.unit[rows], -v.submitted[rows]))[:window]]  # newest first, then by unit
+            mask = np.zeros(v.step.size, dtype=bool)
+            mask[recent] = True
+            fig = kappa_figures(
+                tables(np.zeros(window, dtype=np.int64), 1, v.code[mask], v.target[mask], v.q), weights, 1
+            )[0]
+            _, high = _interval(v, mask, weights, rules, level=0.90)
+            if fig.value is not None and high is not None and high < rules.threshold:
+                out.append((int(annotator), key, fig.value, high, window))
+    return out
+
+
+# --- storing -----------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def project_agreement_compute(
+    *, project_id: int, bootstrap: bool = True, queued_at: float | None = None
+) -> AgreementRun | None:
+    """Recompute and store every scope's figures; raise calibration flags (and their gold requirement).
+
+    With `queued_at` (the time the request was queued), a run that started later already saw every
+    label this request was for: nothing is done and None is returned.
+    """
+    project = Project.objects.select_for_update().get(pk=project_id)  # one computation per project at a time
+    if queued_at is not None:
+        newer = AgreementRun.objects.filter(
+            project=project, started_at__gt=datetime.fromtimestamp(queued_at, tz=UTC)
+        ).exists()
+        if newer:
+            return None
+    started = timezone.now()
+    result = compute(project, bootstrap=bootstrap)
+    rules = rules_for(project)
+    run = AgreementRun.objects.create(
+        project=project,
+        started_at=started,
+        label_rows=result.rows,
+        point_ms=result.point_ms,
+        bootstrap_ms=result.bootstrap_ms,
+        definition=rules.definition,
+    )
+    AgreementSnapshot.objects.bulk_create(
+        [
+            AgreementSnapshot(
+                run=run,
+                project=project,
+                scope=s.scope,
+                slice_key=s.slice_key[:200],
+                measure=s.measure,
+                annotator_id=s.annotator,
+                other_id=s.other,
+                coefficient=s.coefficient,
+                value=s.figure.value,
+                reason=s.figure.reason[:80],
+                n_items=s.figure.n_items,
+                raw_agreement=s.figure.raw,
+                ac1=s.figure.ac1,
+                ci_low=s.figure.ci[0],
+                ci_high=s.figure.ci[1],
+            )
+            for s in result.snapshots
+        ],
+        batch_size=2000,
+    )
+    for annotator, key, value, high, items in result.calibration:
+        if CalibrationFlag.objects.filter(
+            project=project, annotator_id=annotator, slice_key=key, cleared_at__isnull=True
+        ).exists():
+            continue
+        flag = CalibrationFlag.objects.create(
+            project=project, annotator_id=annotator, slice_key=key, value=value, upper_bound=high, n_items=items
+        )
+        CalibrationRequirement.objects.get_or_create(
+            project=project, annotator_id=annotator, slice_key=key, active=True
+        )
+        audit_record(
+            actor=None,
+            verb="calibration.flag",
+            target=flag,
+            project=project,
+            after={"annotator": annotator, "slice": key, "kappa": value, "upper_bound": high, "items": items},
+        )
+    return run
+
+
+@transaction.atomic
+def calibration_flag_clear(*, actor: Any, flag: CalibrationFlag) -> CalibrationFlag:
+    locked = CalibrationFlag.objects.select_for_update().get(pk=flag.pk)
+    if locked.cleared_at is not None:
+        return locked
+    now = timezone.now()
+    locked.cleared_at = now
+    locked.cleared_by = actor
+    locked.save(update_fields=["cleared_at", "cleared_by"])
+    CalibrationRequirement.objects.filter(
+        project_id=locked.project_id, annotator_id=locked.annotator_id, slice_key=locked.slice_key, active=True
+    ).update(active=False, cleared_at=now)
+    audit_record(
+        actor=actor, verb="calibration.clear", target=locked, project=locked.project, after={"slice": locked.slice_key}
+    )
+    return locked

@@ -36,6 +36,7 @@ from annotation.models import (
     ArgumentVerdict,
     Assignment,
     AssignmentStatus,
+    CalibrationRequirement,
     EnvFeedback,
     GoldItem,
     GoldSource,
@@ -123,6 +124,12 @@ def assignment_claim_next(*, annotator: User, project: Project, now: datetime | 
     )
     if current is not None:
         return current
+    for slice_key in CalibrationRequirement.objects.filter(
+        project=project, annotator=annotator, active=True
+    ).values_list("slice_key", flat=True):
+        calibration = _claim_gold(annotator=annotator, project=project, now=now, slice_key=slice_key)
+        if calibration is not None:
+            return calibration
     if random.random() < project.gold_rate:
         gold = _claim_gold(annotator=annotator, project=project, now=now)
         if gold is not None:
@@ -191,21 +198,47 @@ def _try_claim(*, annotator: User, project: Project, trajectory_id: int, now: da
     return assignment
 
 
-def _claim_gold(*, annotator: User, project: Project, now: datetime) -> Assignment | None:
+def _gold_in_slice(items: Any, slice_key: str) -> Any:
+    """Gold items of a capability slice ("project", "tool:…", "band:…", "model:…", "kind:…", "failure:…")."""
+    dim, _, name = slice_key.partition(":")
+    name = "" if name == "—" else name
+    if dim == "tool":
+        return items.filter(trajectory__in=Step.objects.filter(tool_name=name).values("trajectory_id"))
+    if dim == "band":
+        return items.filter(trajectory__goal__band=name)
+    if dim == "model":
+        return items.filter(trajectory__model_name=name)
+    if dim == "kind":
+        return items.filter(trajectory__in=Step.objects.filter(kind=name).values("trajectory_id"))
+    if dim == "failure":
+        ids = [
+            pk
+            for pk, reference in items.values_list("pk", "reference")[:500]
+            if any(
+                name in (labels.get("failure_modes") or []) for labels in reference.values() if isinstance(labels, dict)
+            )
+        ]
+        return items.filter(pk__in=ids)
+    return items
+
+
+def _claim_gold(*, annotator: User, project: Project, now: datetime, slice_key: str = "project") -> Assignment | None:
+    """A gold item the annotator has not seen (of the slice their calibration asks for)."""
     done = Assignment.objects.filter(annotator=annotator, trajectory=OuterRef("trajectory"))
-    gold = (
-        GoldItem.objects.filter(trajectory__project=project)
-        .filter(~Exists(done))
-        .order_by("?")
-        .values_list("trajectory_id", flat=True)
-        .first()
-    )
+    items = _gold_in_slice(GoldItem.objects.filter(trajectory__project=project).filter(~Exists(done)), slice_key)
+    gold = items.order_by("?").values_list("trajectory_id", flat=True).first()
     if gold is None:
         return None
     assignment = Assignment.objects.create(
         trajectory_id=gold, annotator=annotator, is_gold=True, lease_expires_at=now + LEASE
     )
-    audit_record(actor=annotator, verb="assignment.claim", target=assignment, project=project, after={"gold": True})
+    audit_record(
+        actor=annotator,
+        verb="assignment.claim",
+        target=assignment,
+        project=project,
+        after={"gold": True, "slice": slice_key},
+    )
     return assignment
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import CalibrationRequirement, StepLabel
+from annotation.services import assignment_claim_next, gold_item_create
 from audit.agreement import cohen_kappa
 from audit.models import AgreementRun, AgreementSnapshot, CalibrationFlag
 from audit.services.agreement import calibration_flag_clear, project_agreement_compute
 from audit.services.consensus import trajectory_consensus_compute
 from core.models import AuditEvent
 from tests.annotation.helpers import freeze_registry, import_runs
-from tests.audit.helpers import claim, label_and_submit, team
+from tests.audit.helpers import claim, label_and_submit, step_values, team
 
 pytestmark = pytest.mark.smoke
 
@@ -69,7 +70,7 @@ def expected_tables(users):
 
 
 def test_target_kappa_per_annotator_and_project_match_a_plain_computation(labelled, project) -> None:
-    runs, users = labelled
+    _runs, users = labelled
     run = project_agreement_compute(project_id=project.pk)
     assert run.label_rows == RUNS * 2 * 3
     assert run.definition["coefficient"] == "cohen_kappa" and run.definition["target"] == project.agreement_target
@@ -103,8 +104,8 @@ def test_not_enough_data_says_so_instead_of_a_number(labelled, project) -> None:
     assert headline.value is None and headline.reason == "not enough data" and headline.n_items > 0
 
 
-def test_a_disagreeing_annotator_is_flagged_served_gold_and_cleared_by_the_lead(labelled, project, qa_lead) -> None:
-    runs, users = labelled
+def test_a_disagreeing_annotator_is_flagged_served_gold_and_cleared_by_the_lead(labelled, project, pm, qa_lead) -> None:
+    _runs, users = labelled
     project_agreement_compute(project_id=project.pk)
     flags = CalibrationFlag.objects.filter(project=project, slice_key="project")
     assert users[2].pk in set(flags.values_list("annotator_id", flat=True))
@@ -114,6 +115,17 @@ def test_a_disagreeing_annotator_is_flagged_served_gold_and_cleared_by_the_lead(
     assert requirement.active
     project_agreement_compute(project_id=project.pk)  # a rerun does not flag twice
     assert CalibrationFlag.objects.filter(project=project, annotator=users[2], slice_key="project").count() == 1
+    # while flagged, the annotator is served gold items of the slice (the project's gold rate is 0 here)
+    extra = import_runs(project, RUNS + 1)[-1]
+    gold_item_create(
+        actor=pm,
+        trajectory=extra,
+        reference={
+            str(s.index): step_values(s, axes=[a["key"] for a in project.rubric_axes]) for s in extra.steps.all()
+        },
+    )
+    served = assignment_claim_next(annotator=users[2], project=project)
+    assert served.trajectory_id == extra.pk and served.is_gold
     calibration_flag_clear(actor=qa_lead, flag=flag)
     requirement.refresh_from_db()
     assert not requirement.active and AuditEvent.objects.filter(verb="calibration.clear").exists()

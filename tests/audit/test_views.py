@@ -36,7 +36,7 @@ def escalated(project, pm):
 
 
 def test_only_leads_see_escalations(escalated, project, reviewer, outsider, qa_lead) -> None:
-    run, users, escalation = escalated
+    _run, users, escalation = escalated
     url = reverse("audit:escalation", kwargs={"escalation_id": escalation.pk})
     for user in (users[0], reviewer, outsider):
         assert login(user).get(reverse("audit:escalations")).status_code == 404
@@ -67,7 +67,7 @@ def test_the_lead_decides_blind_then_sees_names(escalated, project, qa_lead) -> 
 
 
 def test_annotators_see_the_outcome_of_their_own_items_only(escalated, project, qa_lead) -> None:
-    run, users, escalation = escalated
+    _run, users, escalation = escalated
     login(qa_lead).post(
         reverse("audit:escalation", kwargs={"escalation_id": escalation.pk}),
         {"choice": "own", "value": "1", "kind": "annotator_error", "reason": "A lookup that worked earns +1."},

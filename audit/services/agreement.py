@@ -19,7 +19,6 @@ numpy arrays; SQLite reads them through the cursor.
 
 from __future__ import annotations
 
-import struct
 import time
 import zlib
 from collections.abc import Iterable
@@ -83,24 +82,23 @@ class LabelArrays:
         return int(self.step.size)
 
 
-def _pg_copy_ints(sql: str, params: Iterable[Any], widths: list[int]) -> npt.NDArray[Any]:
-    """Rows of NOT NULL integer columns through binary COPY, parsed by numpy without a Python loop."""
-    dtype = np.dtype(
-        [("n", ">i2")] + [x for i, w in enumerate(widths) for x in ((f"l{i}", ">i4"), (f"c{i}", f">i{w}"))]
-    )
+def _pg_packed_ints(sql: str, params: Iterable[Any], widths: list[int]) -> npt.NDArray[Any]:
+    """Rows of NOT NULL integer columns packed by PostgreSQL into one bytea (int4send / int8send, big-endian),
+    read as one value and parsed by numpy — no per-row work in Python (binary COPY hands over one chunk
+    per row, which costs microseconds each)."""
+    names = [f"c{i}" for i in range(len(widths))]
+    packed = " || ".join(f"int{w}send({n})" for n, w in zip(names, widths, strict=True))
+    query = f"SELECT string_agg({packed}, ''::bytea) FROM ({sql}) s({', '.join(names)})"  # noqa: S608 (no user text)
     with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", tuple(params)) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-    header = 11 + 4
-    (extension,) = struct.unpack(">I", data[header : header + 4])
-    body = data[header + 4 + extension : -2]  # the trailer is int16 −1
-    return np.frombuffer(body, dtype=dtype)
+        cursor.execute(query, list(params))
+        (data,) = cursor.fetchone()
+    dtype = np.dtype([(n, f">i{w}") for n, w in zip(names, widths, strict=True)])
+    return np.frombuffer(bytes(data or b""), dtype=dtype)
 
 
 def _fetch(sql_pg: str, sql_lite: str, params: list[Any], widths: list[int]) -> list[npt.NDArray[np.int64]]:
     if connection.vendor == "postgresql":
-        rows = _pg_copy_ints(sql_pg, params, widths)
+        rows = _pg_packed_ints(sql_pg, params, widths)
         return [rows[f"c{i}"].astype(np.int64) for i in range(len(widths))]
     with connection.cursor() as cursor:
         cursor.execute(sql_lite, params)
@@ -158,6 +156,8 @@ def load_labels(project: Project) -> LabelArrays:
     if not pg:
         params = [*axes, *tag_keys, project.pk]
     cols = _fetch(select, select, params, widths)
+    order = np.lexsort((cols[2], cols[1]))  # by step, then annotator, whatever order the rows came in
+    cols = [c[order] for c in cols]
     arg_pg = (
         "SELECT l.step_id::int8, a.annotator_id::int8, a.is_gold::int, hashtext(e.key),"
         " (CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END)::int"

@@ -225,6 +225,9 @@ class FindingSuggestion:
     accepted: bool
 
 
+STATUS_LETTERS = {"untouched": "u", "draft": "d", "complete": "c"}
+
+
 @dataclass
 class OutlineItem:
     """One line of the outline, with its strings ready (the outline of a long run is rendered fast)."""
@@ -236,22 +239,25 @@ class OutlineItem:
     idx: str = ""  # the step's index, as text
     number: str = ""  # the step's number as shown (index + 1)
     name: str = ""
-    icon: str = ""
-    url: str = ""  # set by the view
+    letter: str = ""  # the status as the outline's one-letter class (u, d, c)
 
     def __post_init__(self) -> None:
         self.idx = str(self.step.index)
         self.number = str(self.step.index + 1)
         self.name = "respond" if self.step.kind == StepKind.RESPOND else self.step.tool_name
-        self.icon = {"complete": "✓", "draft": "◐"}.get(self.status, "○")
+        self.letter = STATUS_LETTERS[self.status]
 
 
 @dataclass
 class StepWorkspace:
+    """The step view. `outline` holds every step's line for the full page; a step fragment (HTMX) leaves it
+    empty, the page it lands on keeps its outline, and `current` (this step's line) is all it sends."""
+
     assignment: Assignment
     step: Step
     tool: Tool | None
     label: StepLabel | None
+    current: OutlineItem
     outline: list[OutlineItem]
     findings: list[FindingSuggestion]
     tools: list[str]
@@ -261,11 +267,8 @@ class StepWorkspace:
     axis_rows: list[AxisRow]
     previous: int | None
     next: int | None
-    done: int
-
-    @property
-    def current(self) -> OutlineItem:
-        return next(item for item in self.outline if item.step.pk == self.step.pk)
+    count: int  # steps in the trajectory
+    done: int | None  # complete steps (None when the outline was not built)
 
 
 @dataclass(frozen=True)
@@ -419,32 +422,60 @@ def _outline_steps(trajectory_id: int) -> list[OutlineStep]:
     ]
 
 
-def step_workspace(*, assignment: Assignment, index: int) -> StepWorkspace:
-    """Everything the step view shows, in a bounded number of queries whatever the trajectory's length."""
-    project = assignment.trajectory.project
-    steps = _outline_steps(assignment.trajectory_id)
-    step = Step.objects.filter(trajectory_id=assignment.trajectory_id, index=index).first()
-    if step is None:
-        raise Http404("No such step.")
-    labels = {label.step_id: label for label in StepLabel.objects.filter(assignment=assignment)}
-    findings = list(
-        Finding.objects.filter(check_run_id__in=_latest_runs(assignment.trajectory_id), step__isnull=False)
+def _findings_query(trajectory_id: int) -> QuerySet[Finding]:
+    return (
+        Finding.objects.filter(check_run_id__in=_latest_runs(trajectory_id), step__isnull=False)
         .only("id", "step_id", "code", "failure_mode", "argument", "pointer", "rule", "value", "message", "evidence")
         .order_by("step_id", "id")
     )
+
+
+def step_workspace(*, assignment: Assignment, index: int, outline: bool = True) -> StepWorkspace:
+    """Everything the step view shows, in a bounded number of queries whatever the trajectory's length.
+
+    With `outline` (the full page) every step's outline line too; without (a step fragment) only this step
+    is read, with its label and its findings. Its neighbours then follow from the trajectory's step count:
+    the import numbers a run's steps 0 … step_count − 1 and steps never change afterwards."""
+    project = assignment.trajectory.project
+    trajectory_id = assignment.trajectory_id
+    axes = rubric_axes(project)
+    axis_keys = [str(a["key"]) for a in axes]
+    items: list[OutlineItem] = []
+    if outline:
+        steps = _outline_steps(trajectory_id)
+        step = Step.objects.filter(trajectory_id=trajectory_id, index=index).first()
+        if step is None:
+            raise Http404("No such step.")
+        labels = {label.step_id: label for label in StepLabel.objects.filter(assignment=assignment)}
+        findings = list(_findings_query(trajectory_id))
+        flags: dict[int, int] = {}
+        for f in findings:
+            if f.step_id is not None:
+                flags[f.step_id] = flags.get(f.step_id, 0) + 1
+        items = [
+            outline_item(step=s, label=labels.get(s.pk), axes=axis_keys, flagged=flags.get(s.pk, 0)) for s in steps
+        ]
+        label = labels.get(step.pk)
+        position = next(i for i, s in enumerate(steps) if s.index == index)
+        previous = steps[position - 1].index if position > 0 else None
+        following = steps[position + 1].index if position + 1 < len(steps) else None
+        count = len(steps)
+        current = items[position]
+    else:
+        step = Step.objects.filter(trajectory_id=trajectory_id, index=index).first()
+        if step is None:
+            raise Http404("No such step.")
+        label = StepLabel.objects.filter(assignment=assignment, step_id=step.pk).first()
+        findings = list(_findings_query(trajectory_id).filter(step_id=step.pk))
+        count = assignment.trajectory.step_count
+        previous = index - 1 if index > 0 else None
+        following = index + 1 if index + 1 < count else None
+        current = outline_item(step=step, label=label, axes=axis_keys, flagged=len(findings))
     tools = _registry_tools(project)
     tool = next((t for t in tools if t.pk == step.tool_id), None)
     if tool is None and step.tool_id is not None:
         tool = Tool.objects.filter(pk=step.tool_id).only("id", "name", "description", "parameters").first()
-    axes = rubric_axes(project)
     taxonomy = failure_taxonomy(project)
-    axis_keys = [str(a["key"]) for a in axes]
-    flags: dict[int, int] = {}
-    for f in findings:
-        if f.step_id is not None:
-            flags[f.step_id] = flags.get(f.step_id, 0) + 1
-    outline = [outline_item(step=s, label=labels.get(s.pk), axes=axis_keys, flagged=flags.get(s.pk, 0)) for s in steps]
-    label = labels.get(step.pk)
     code_labels = dict(FindingCode.choices)
     mode_labels = {str(t["key"]): str(t.get("label") or t["key"]) for t in taxonomy}
     here = []
@@ -461,22 +492,23 @@ def step_workspace(*, assignment: Assignment, index: int) -> StepWorkspace:
                 accepted=suggestion_accepted(suggestion, label),
             )
         )
-    position = next(i for i, s in enumerate(steps) if s.index == index)
     return StepWorkspace(
         assignment=assignment,
         step=step,
         tool=tool,
         label=label,
-        outline=outline,
+        current=current,
+        outline=items,
         findings=here,
         tools=[t.name for t in tools],
         axes=axes,
         taxonomy=taxonomy,
         arguments=argument_rows(step=step, tool=tool, label=label, findings=here),
         axis_rows=axis_rows(axes=axes, label=label),
-        previous=steps[position - 1].index if position > 0 else None,
-        next=steps[position + 1].index if position + 1 < len(steps) else None,
-        done=sum(1 for item in outline if item.status == "complete"),
+        previous=previous,
+        next=following,
+        count=count,
+        done=sum(1 for item in items if item.status == "complete") if outline else None,
     )
 
 
@@ -539,11 +571,10 @@ def finding_for_step(*, assignment: Assignment, step: Step, finding_id: int) -> 
     return finding
 
 
-def step_outline_item(*, assignment: Assignment, step: Step, label: StepLabel | None) -> OutlineItem:
-    """The outline entry of one step after a save (its machine flags counted in one query)."""
-    flagged = Finding.objects.filter(check_run_id__in=_latest_runs(assignment.trajectory_id), step=step).count()
+def step_status(*, assignment: Assignment, step: Step, label: StepLabel | None) -> OutlineItem:
+    """A step's completeness after a save (no query: its machine flags do not change with a save)."""
     axes = [str(a["key"]) for a in rubric_axes(assignment.trajectory.project)]
-    return outline_item(step=step, label=label, axes=axes, flagged=flagged)
+    return outline_item(step=step, label=label, axes=axes, flagged=0)
 
 
 # --- the trajectory verdict ------------------------------------------------------------------------------

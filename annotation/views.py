@@ -17,12 +17,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import reswap, retarget
+from django_htmx.http import reswap, retarget, trigger_client_event
 
 from annotation.forms import STEP_GROUPS, VERDICT_GROUPS, GoldForm, SkipForm, parse_step_save, parse_verdict_save
 from annotation.models import Assignment, StepLabel, TrajectoryLabel
 from annotation.selectors import (
-    OutlineItem,
     assignment_get_for_user,
     assignment_is_open,
     assignment_trajectory_label,
@@ -36,7 +35,7 @@ from annotation.selectors import (
     step_choices,
     step_for_assignment,
     step_label_for,
-    step_outline_item,
+    step_status,
     step_workspace,
     suggestion_for,
     suggestion_values,
@@ -130,20 +129,17 @@ def assignment_open(request: AuthenticatedHttpRequest, project_slug: str, assign
 # --- the step view -----------------------------------------------------------------------------------
 
 
-def _with_urls(project: Project, assignment: Assignment, items: list[OutlineItem]) -> None:
-    base = _step_url(project, assignment, 0)[: -len("0/")]  # one reverse() for the whole outline
-    for item in items:
-        item.url = f"{base}{item.idx}/"
-
-
-def _step_context(project: Project, role: str, assignment: Assignment, index: int, **extra: Any) -> dict[str, Any]:
-    ws = step_workspace(assignment=assignment, index=index)
-    _with_urls(project, assignment, ws.outline)
+def _step_context(
+    project: Project, role: str, assignment: Assignment, index: int, *, fragment: bool, **extra: Any
+) -> dict[str, Any]:
+    """A full page carries the whole outline; a fragment (HTMX) only this step's line, swapped out of band."""
+    ws = step_workspace(assignment=assignment, index=index, outline=not fragment)
     return {
         "project": project,
         "role": role,
         "assignment": assignment,
         "ws": ws,
+        "fragment": fragment,
         "open": assignment_is_open(assignment),
         "groups": STEP_GROUPS,
         "version": ws.label.version if ws.label else 0,
@@ -157,7 +153,7 @@ def _step_context(project: Project, role: str, assignment: Assignment, index: in
 @require_GET
 def step_view(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, index: int) -> HttpResponse:
     project, role, assignment = _load(request, project_slug, assignment_id)
-    context = _step_context(project, role, assignment, index)
+    context = _step_context(project, role, assignment, index, fragment=bool(request.htmx))
     return render_page(request, "annotation/step.html", context, partial="workspace")
 
 
@@ -244,17 +240,14 @@ def step_save(request: AuthenticatedHttpRequest, project_slug: str, assignment_i
         return HttpResponse(status=204)
     if not request.htmx:
         return redirect(back)
-    item = step_outline_item(assignment=assignment, step=step, label=label)
-    _with_urls(project, assignment, [item])
+    status = step_status(assignment=assignment, step=step, label=label)
     context.update(
-        save_state="saved",
-        saved=True,
-        version=label.version,
-        slots=_cleared_slots(save.groups, names),
-        item=item,
-        current=item.idx,
+        save_state="saved", saved=True, version=label.version, slots=_cleared_slots(save.groups, names), item=status
     )
-    return render(request, "annotation/_save_response.html", context)
+    response = render(request, "annotation/_save_response.html", context)
+    # The outline line's new status: workspace.js sets its class (the line itself is not sent again).
+    event = {"index": step.index, "status": status.letter, "missing": "; ".join(status.missing)}
+    return trigger_client_event(response, "stepwise:status", event)
 
 
 @require_POST
@@ -289,7 +282,7 @@ def suggestion_accept(
         return _save_refused(request, context, "invalid", message, 422, back=back)
     if not request.htmx:
         return redirect(back)
-    context = _step_context(project, role, assignment, index, save_state="saved")
+    context = _step_context(project, role, assignment, index, fragment=True, save_state="saved")
     return render(request, "annotation/step.html#workspace", context)
 
 

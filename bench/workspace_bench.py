@@ -1,10 +1,11 @@
 """Workspace benchmark (BENCH.md): the annotator's step view and autosave, served by gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/workspace_bench.py [--requests 300] [--steps 300] [--db-url URL] [--port 8731]
+    .venv/bin/python bench/workspace_bench.py [--requests 300] [--steps 300] [--db-url URL] [--db-name NAME] [--port 8731]
 
 What it does, in one run:
 
-1. Creates a database of its own, migrates it, and builds a tool-use project with a frozen
+1. Creates a database of its own (stepwise_workspace_bench_<pid> unless --db-name: runs side by side do not
+   clash), migrates it, and builds a tool-use project with a frozen
    registry and one trajectory of --steps steps whose observations total 1 MB (τ-bench-like
    JSON observations of a few KB, one of them a long tail), imports it through the real import
    path, and claims it for an annotator.
@@ -41,10 +42,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/stepwise_workspace_bench"
+DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432"
 PASSWORD = "bench-password-1"
 
 
@@ -58,7 +60,8 @@ def _env(db_url: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_COOKIES": "0",
         "CELERY_BROKER_URL": "memory://",
-        "MEDIA_ROOT": "/tmp/stepwise-workspace-bench-media",
+        "CELERY_RESULT_BACKEND": "cache+memory://",  # the import's on-commit enqueue must not fail
+        "MEDIA_ROOT": f"/tmp/{db_url.rsplit('/', 1)[1]}-media",
         "PYTHONPATH": str(ROOT),
     }
 
@@ -401,7 +404,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument(
+        "--db-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER),
+        help="the PostgreSQL server; a database name in it is used when --db-name is not given",
+    )
+    parser.add_argument("--db-name", help="the database to create and drop (default: stepwise_workspace_bench_<pid>)")
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--child-setup", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-queries", help=argparse.SUPPRESS)
@@ -414,9 +422,13 @@ def main() -> None:
         return
     import psycopg
 
-    env = _env(args.db_url)
-    admin = args.db_url.rsplit("/", 1)[0] + "/postgres"
-    name = args.db_url.rsplit("/", 1)[1]
+    parts = urlsplit(args.db_url)
+    name = args.db_name or parts.path.strip("/") or f"stepwise_workspace_bench_{os.getpid()}"
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise SystemExit(f"--db-name: letters, digits and _ only, not {name!r}")
+    server_url = urlunsplit(parts._replace(path=""))
+    env = _env(f"{server_url}/{name}")
+    admin = f"{server_url}/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -460,6 +472,7 @@ def main() -> None:
     print(
         f"machine     : {os.cpu_count()} cores; Python {platform.python_version()}; gunicorn 2 workers on PostgreSQL; client httpx on loopback, keep-alive"
     )
+    print(f"database    : {name} (created for this run, dropped at the end)")
     print(
         f"data        : a {info['big_steps']}-step trajectory, observations {info['observation_bytes'] / 1e6:.2f} MB in all (one 200 KB tail); and a {info['small_steps']}-step one"
     )

@@ -391,18 +391,19 @@ def get_item(mapping: Any, key: str) -> Any:
 
 
 def outline_line(item: Any, current: str, *, oob: bool = False) -> str:
-    """One outline line. Only the tool name comes from the trajectory: it is escaped; the rest is ours.
-    The list around it is hx-boosted (target, swap and URL push inherited), so each line stays short."""
+    """One outline line, kept short (a 300-step outline is most of the page): the status is a one-letter
+    class (u untouched, d draft, c complete; f flagged) that the stylesheet turns into the icon, and the link
+    is relative to the step page (`../12/`), so no long URL repeats. Only the tool name and the missing
+    argument names come from the trajectory: they are escaped; the rest is ours. The list around it is
+    hx-boosted (target, swap and URL push inherited)."""
     here = item.idx == current
-    flag = '<span class="fl" aria-hidden="true">⚑</span>' if item.flagged else ""
+    classes = item.letter + (" f" if item.flagged else "") + (" current" if here else "")
     title = f' title="missing: {_esc("; ".join(item.missing))}"' if item.status == "draft" else ""
     swap = ' hx-swap-oob="true"' if oob else ""
     mark = ' aria-current="step"' if here else ""
     return (
-        f'<li id="outline-{item.idx}" data-step-index="{item.idx}" data-status="{item.status}" '
-        f'data-flagged="{item.flagged}" class="st-{item.status}{" current" if here else ""}"{swap}>'
-        f'<a href="{_esc(item.url)}"{mark}{title}><span class="st" aria-label="{item.status}">{item.icon}</span>'
-        f'<span class="no">{item.number}</span><span class="nm">{_esc(item.name)}</span>{flag}</a></li>'
+        f'<li id="outline-{item.idx}" class="{classes}"{swap}><a href="../{item.idx}/"{mark}{title}>'
+        f"<i>{item.number}</i>{_esc(item.name)}</a></li>"
     )
 
 

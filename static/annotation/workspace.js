@@ -30,6 +30,9 @@
     return el.tagName === "INPUT" && !/^(radio|checkbox|button|submit|reset|hidden)$/.test(el.type);
   }
   function dialogOpen() { return $$("dialog").some(function (d) { return d.open; }); }
+  // Typing in a field, not in one left behind by a dialog that has just closed (its focus moves back a moment
+  // later: a shortcut pressed at once after Esc must not go into the picker's filter).
+  function typing(el) { return textual(el) && !(el.closest && el.closest("dialog:not([open])")); }
 
   // ---- time on the step (only while the tab is visible) --------------------------------------------
   var clock = { acc: 0, since: null };
@@ -184,6 +187,40 @@
     if (elt && elt.hasAttribute && elt.hasAttribute("data-versioned")) event.detail.parameters.base_version = version();
   });
 
+  // The outline stays on the page while step fragments replace #workspace: the step on screen is marked here
+  // (its own line comes with the fragment, out of band, with its current status).
+  function markCurrent() {
+    var w = ws();
+    if (!w || w.dataset.page !== "step") return null;
+    var here = document.getElementById("outline-" + w.dataset.stepIndex);
+    $$("#outline li.current").forEach(function (li) {
+      if (li === here) return;
+      li.classList.remove("current");
+      var a = $("a", li);
+      if (a) a.removeAttribute("aria-current");
+    });
+    if (here) {
+      here.classList.add("current");
+      var link = $("a", here);
+      if (link) link.setAttribute("aria-current", "step");
+    }
+    return here;
+  }
+
+  // After a save: the step's new status (u untouched, d draft, c complete) on its outline line.
+  document.addEventListener("stepwise:status", function (event) {
+    var d = event.detail || {};
+    var li = document.getElementById("outline-" + d.index);
+    if (!li || !/^[udc]$/.test(d.status)) return;
+    ["u", "d", "c"].forEach(function (letter) { li.classList.toggle(letter, letter === d.status); });
+    var a = $("a", li);
+    if (a) {
+      if (d.status === "d" && d.missing) a.setAttribute("title", "missing: " + d.missing);
+      else a.removeAttribute("title");
+    }
+    countDone();
+  });
+
   var shown = null;
   function onWorkspace() {
     var w = ws();
@@ -194,17 +231,19 @@
     clearTimeout(save.timer);
     clockStart();
     if (w) recover(w);
-    var current = $("#outline li.current");
+    var current = markCurrent();
     if (current) current.scrollIntoView({ block: "nearest" });
     var step = $(".ws-step");
     if (step) step.scrollTop = 0;
     countDone();
   }
+  // At the swap itself, not at the settle that follows: a key pressed in between must not be reset away.
+  document.addEventListener("htmx:afterSwap", function () { onWorkspace(); markCurrent(); countDone(); });
   document.addEventListener("htmx:afterSettle", onWorkspace);
 
   function countDone() {
     var done = document.getElementById("steps-done");
-    if (done && $("#outline")) done.textContent = $$("#outline li[data-status='complete']").length + " complete";
+    if (done && $("#outline")) done.textContent = $$("#outline li.c").length + " complete";
   }
 
   // ---- field changes ---------------------------------------------------------------------------------
@@ -298,7 +337,7 @@
     var items = $$("#outline li");
     var i = items.findIndex(function (li) { return li.classList.contains("current"); });
     var order = items.slice(i + 1).concat(items.slice(0, i + 1));
-    var target = order.find(function (li) { return li.dataset.status !== "complete"; });
+    var target = order.find(function (li) { return !li.classList.contains("c"); });
     if (target && !target.classList.contains("current")) navigateTo(target);
     else if (!target) toVerdict();
   }
@@ -355,7 +394,7 @@
     }
     if (dialogOpen()) return; // dialogs handle their own keys (Esc closes them)
     var target = event.target;
-    if (textual(target)) {
+    if (typing(target)) {
       if (event.key === "Escape") {
         target.blur();
         var holder = target.closest("[tabindex]");

@@ -216,6 +216,20 @@ def test_step_fragment_for_htmx(assignment, annotator) -> None:
     assert response.status_code == 200
     assert body.lstrip().startswith('<div id="workspace"') and "<html" not in body
     assert "Look up a reservation by its id." in body and "Six letters or digits." in body
+    assert 'id="step-position">step 1 / 3<' in body
+    # The outline stays on the page: only this step's line comes, out of band, marked current.
+    assert body.count('<li id="outline-') == 1
+    assert '<li id="outline-0" class="u current" hx-swap-oob="true"><a href="../0/" aria-current="step">' in body
+
+
+def test_the_full_page_carries_the_whole_outline(assignment, annotator) -> None:
+    page = login(annotator).get(url("step", assignment, index=1)).content.decode()
+    assert page.count('<li id="outline-') == 3 and "hx-swap-oob" not in page
+    assert page.index('id="step-card"') < page.index('id="outline"')  # the step is parsed (and painted) first
+    assert (
+        'id="step-position">step 2 / 3<' in page
+        and 'id="steps-done" class="muted" hx-preserve="true">0 complete' in page
+    )
 
 
 def test_respond_step_shows_the_reply_and_no_argument_fields(assignment, annotator) -> None:
@@ -259,7 +273,9 @@ def test_autosave_returns_the_new_version_and_the_save_state(assignment, annotat
     body = response.content.decode()
     assert response.status_code == 200
     assert 'id="label-version"' in body and 'value="1"' in body and "saved ✓" in body
-    assert 'id="outline-1"' in body and 'data-status="draft"' in body
+    assert 'id="outline-' not in body and len(body) < 2_000  # no panel, no outline line: status and version
+    event = json.loads(response["HX-Trigger"])["stepwise:status"]
+    assert event["index"] == 1 and event["status"] == "d" and "environment feedback" in event["missing"]
     label = StepLabel.objects.get(assignment=assignment, step=_step(assignment, 1))
     assert label.argument_verdicts == {"reservation_id": "valid", "cabin": "invalid"} and label.tool_verdict == "right"
     assert label.time_spent_ms == 2500
@@ -314,7 +330,7 @@ def test_a_time_beacon_records_time_without_touching_the_step(assignment, annota
     assert response.status_code == 204
     assert StepLabel.objects.get(assignment=assignment).time_spent_ms == 4000
     page = client.get(url("step", assignment, index=0)).content.decode()
-    assert 'id="outline-0" data-step-index="0" data-status="untouched"' in page
+    assert '<li id="outline-0" class="u current">' in page
     assignment.refresh_from_db()
     assert assignment.time_spent_ms == 4000
 
@@ -342,11 +358,11 @@ def test_outline_shows_untouched_draft_complete_and_flags(assignment, annotator)
         annotator=annotator, assignment=assignment, step=_step(assignment, 1), values={"comment": "x"}, base_version=0
     )
     page = login(annotator).get(url("step", assignment, index=2)).content.decode()
-    assert 'id="outline-0" data-step-index="0" data-status="complete"' in page
-    assert 'id="outline-1" data-step-index="1" data-status="draft"' in page
-    assert 'id="outline-2" data-step-index="2" data-status="untouched"' in page
-    flagged = Finding.objects.filter(step=_step(assignment, 1)).count()
-    assert f'data-status="draft" data-flagged="{flagged}"' in page and flagged > 0
+    assert '<li id="outline-0" class="c"><a href="../0/">' in page
+    assert '<li id="outline-1" class="d f"><a href="../1/" title="missing: argument verdicts: ' in page
+    assert '<li id="outline-2" class="u current"><a href="../2/" aria-current="step">' in page
+    assert Finding.objects.filter(step=_step(assignment, 1)).exists()
+    assert not Finding.objects.filter(step=_step(assignment, 0)).exists()
 
 
 def test_the_assignment_url_opens_the_first_incomplete_step(assignment, annotator) -> None:
@@ -525,7 +541,11 @@ def test_step_fragment_queries_are_bounded_on_a_long_trajectory(
     client.get(target, **HX)  # warm caches (content types, sessions)
     with django_assert_max_num_queries(10):
         response = client.get(target, **HX)
+    assert response.status_code == 200 and response.content.count(b'<li id="outline-') == 1
+    with django_assert_max_num_queries(10):
+        response = client.get(target)
     assert response.status_code == 200 and response.content.count(b'<li id="outline-') == 60
+    assert b'<li id="outline-0" class="d' in response.content  # a comment alone is a draft
 
 
 # --- rendering helpers ------------------------------------------------------------------------------------------

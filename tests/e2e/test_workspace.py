@@ -113,7 +113,7 @@ def test_a_whole_demo_trajectory_is_labelled_and_submitted_with_the_keyboard_onl
         for _ in range(axes):
             keys(page, "r", "4")
         keys(page, "0")  # process reward 0
-        page.wait_for_selector(f'#outline-{step.index}[data-status="complete"]')
+        page.wait_for_selector(f"#outline-{step.index}.c")  # complete
         page.wait_for_selector(SAVED)
         if step.index < steps[-1].index:
             keys(page, "j")
@@ -158,7 +158,7 @@ def test_a_reload_mid_way_loses_nothing(page, live_server, project, annotator, s
     open_step(page, url)
     keys(page, "1", "t", "1", "+")  # the argument valid, the right tool, process reward +1
     page.wait_for_selector(SAVED)
-    page.wait_for_selector('#outline-0[data-status="draft"]')
+    page.wait_for_selector("#outline-0.d")  # draft
 
     def saved() -> bool:
         label = StepLabel.objects.filter(assignment=small_assignment, step__index=0).first()
@@ -174,7 +174,7 @@ def test_a_reload_mid_way_loses_nothing(page, live_server, project, annotator, s
     expect(page.locator('.argrow[data-arg="reservation_id"]')).to_have_attribute("data-verdict", "valid")
     expect(page.locator("input[name=tool_verdict][value=right]")).to_be_checked()
     expect(page.locator("input[name=process_reward][value='1']")).to_be_checked()
-    expect(page.locator("#outline-0")).to_have_attribute("data-status", "draft")
+    expect(page.locator("#outline-0")).to_have_class(re.compile(r"\bd\b"))
     label = StepLabel.objects.get(assignment=small_assignment, step__index=0)
     expect(page.locator("#label-version")).to_have_value(str(label.version))
     assert page.js_errors == []
@@ -253,6 +253,9 @@ def test_shortcuts_dialog_and_j_k_between_steps(page, live_server, project, anno
     expect(page).to_have_url(step_url(live_server, project, small_assignment, 1))
     expect(page.locator("#outline-1")).to_have_class(re.compile(r"\bcurrent\b"))
     expect(page.locator("#outline-1 a")).to_have_attribute("aria-current", "step")
+    expect(page.locator("#outline li.current")).to_have_count(1)  # the marker moved; the outline was kept
+    expect(page.locator("#outline-0 a")).not_to_have_attribute("aria-current", "step")
+    expect(page.locator("#step-position")).to_have_text("step 2 / 2")
     keys(page, "k")
     page.wait_for_selector('#workspace[data-step-index="0"]')
     expect(page).to_have_url(url)

@@ -126,11 +126,12 @@ class QueuePage:
 def escalation_queue(*, user: UserLike, filters: QueueFilters, page: int = 1) -> QueuePage:
     """One page of the escalations the user may see, oldest first, with the filter choices."""
     allowed = lead_project_ids(user)
-    base = Escalation.objects.all() if allowed is None else Escalation.objects.filter(project__in=allowed)
-    projects = list(Project.objects.all() if allowed is None else allowed.distinct().order_by("name"))
-    qs = base
+    projects = list((Project.objects.all() if allowed is None else allowed.distinct()).order_by("name"))
+    ids = [p.pk for p in projects]
     if filters.project:
-        qs = qs.filter(project__slug=filters.project)
+        ids = [p.pk for p in projects if p.slug == filters.project]
+    base = Escalation.objects.filter(project_id__in=ids)
+    qs = base
     if filters.status != "all":
         qs = qs.filter(status=filters.status)
     if filters.reason:
@@ -151,9 +152,12 @@ def escalation_queue(*, user: UserLike, filters: QueueFilters, page: int = 1) ->
     pages = max(1, -(-total // PAGE))
     page = min(max(1, page), pages)
     now = timezone.now()
-    rows = [
-        QueueRow(e, field_label(e.field), now - e.created_at)
-        for e in qs.select_related("project", "assigned_to", "step", "trajectory")
+    # The page's ids first (an index scan in created_at order, stopped after one page), then their rows.
+    page_ids = list(qs.order_by("created_at", "id").values_list("id", flat=True)[(page - 1) * PAGE : page * PAGE])
+    fetched = {
+        e.pk: e
+        for e in Escalation.objects.filter(pk__in=page_ids)
+        .select_related("project", "assigned_to", "step", "trajectory")
         .only(
             "id",
             "field",
@@ -170,11 +174,12 @@ def escalation_queue(*, user: UserLike, filters: QueueFilters, page: int = 1) ->
             "trajectory__rollout_id",
             "trajectory__model_name",
         )
-        .order_by("created_at", "id")[(page - 1) * PAGE : page * PAGE]
-    ]
-    scope = base.filter(status=EscalationStatus.OPEN)
-    reasons = sorted(set(scope.values_list("reason", flat=True).distinct()[:200]))
-    tools = sorted(set(scope.exclude(tool_name="").values_list("tool_name", flat=True).distinct()[:200]))
+    }
+    rows = [QueueRow(e, field_label(e.field), now - e.created_at) for pk in page_ids if (e := fetched.get(pk))]
+    scope = base.filter(status=EscalationStatus.OPEN).order_by()
+    pairs = list(scope.values_list("reason", "tool_name").distinct()[:2000])  # the filter choices, one query
+    reasons = sorted({r for r, _ in pairs})
+    tools = sorted({t for _, t in pairs if t})
     return QueuePage(rows, total, page, pages, projects, reasons, tools, filters)
 
 

@@ -295,6 +295,10 @@ def escalations(info: dict, count: int) -> None:
         ],
         batch_size=2000,
     )
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE audit_escalation")
 
 
 def queries(slug: str) -> dict[str, int]:

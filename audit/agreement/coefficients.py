@@ -363,11 +363,11 @@ def item_agreement(counts: npt.ArrayLike, weights: Weights = None) -> FloatArray
     NaN marks an item with fewer than two ratings.
     """
     c = np.asarray(counts, dtype=np.float64)
-    v = agreement_weights(c.shape[-1], weights)
+    r_star = c if weights is None else c @ agreement_weights(c.shape[-1], weights).T  # identity: r* = r
     r = c.sum(axis=-1)
     pairs = r * (r - 1.0)
     out = np.full(r.shape, np.nan)
-    np.divide((c * (c @ v.T - 1.0)).sum(axis=-1), pairs, out=out, where=r >= 2)
+    np.divide((c * (r_star - 1.0)).sum(axis=-1), pairs, out=out, where=r >= 2)
     return out
 
 
@@ -406,7 +406,9 @@ def gwet_ac(counts: npt.ArrayLike, weights: Weights = None) -> Result:
         return _undefined(TOO_FEW_CATEGORIES, items, pairable)
     r = c.sum(axis=1)
     rated = r >= 1
-    pi = (c[rated] / r[rated, None]).mean(axis=0)
+    share = np.zeros_like(c)
+    np.divide(c, r[:, None], out=share, where=rated[:, None])
+    pi = share.sum(axis=0) / int(rated.sum())
     p_e = float(v.sum() * (pi * (1.0 - pi)).sum() / (q * (q - 1)))
     return _chance_corrected(p_a, p_e, items, pairable)
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -90,16 +92,41 @@ def _pg_packed_ints(sql: str, params: Iterable[Any], widths: list[int]) -> npt.N
     packed = " || ".join(f"int{w}send({n})" for n, w in zip(names, widths, strict=True))
     query = f"SELECT string_agg({packed}, ''::bytea) FROM ({sql}) s({', '.join(names)})"  # noqa: S608 (no user text)
     with connection.cursor() as cursor:
-        cursor.execute(query, list(params))
-        (data,) = cursor.fetchone()
+        cursor.execute("SET jit = off")  # compiling these two scans costs more than it saves
+        try:
+            # psycopg's own server-side-binding cursor: a binary result, so the bytea arrives as bytes, not hex
+            with psycopg.Cursor(cursor.cursor.connection) as raw:
+                raw.execute(query, list(params), binary=True)
+                (data,) = raw.fetchone() or (b"",)
+        finally:
+            cursor.execute("RESET jit")
     dtype = np.dtype([(n, f">i{w}") for n, w in zip(names, widths, strict=True)])
     return np.frombuffer(bytes(data or b""), dtype=dtype)
 
 
+def _pg_packed_parallel(jobs: list[tuple[str, list[Any], list[int]]]) -> list[list[npt.NDArray[np.int64]]]:
+    """Each query on a connection of its own, at the same time, when no transaction of the caller's must be
+    seen (a worker or a command); inside one, on the caller's connection, one after the other."""
+
+    def columns(rows: npt.NDArray[Any], n: int) -> list[npt.NDArray[np.int64]]:
+        return [rows[f"c{i}"].astype(np.int64) for i in range(n)]
+
+    if connection.in_atomic_block or len(jobs) < 2:
+        return [columns(_pg_packed_ints(sql, params, widths), len(widths)) for sql, params, widths in jobs]
+
+    def run(job: tuple[str, list[Any], list[int]]) -> list[npt.NDArray[np.int64]]:
+        try:
+            return columns(_pg_packed_ints(*job), len(job[2]))
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
 def _fetch(sql_pg: str, sql_lite: str, params: list[Any], widths: list[int]) -> list[npt.NDArray[np.int64]]:
     if connection.vendor == "postgresql":
-        rows = _pg_packed_ints(sql_pg, params, widths)
-        return [rows[f"c{i}"].astype(np.int64) for i in range(len(widths))]
+        return _pg_packed_parallel([(sql_pg, params, widths)])[0]
     with connection.cursor() as cursor:
         cursor.execute(sql_lite, params)
         fetched = cursor.fetchall()
@@ -150,14 +177,11 @@ def load_labels(project: Project) -> LabelArrays:
         " JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
         " WHERE t.project_id = %s AND a.status = 'submitted'"
     )
-    select = "SELECT " + ", ".join(columns) + where + " ORDER BY l.step_id, a.annotator_id"
+    select = "SELECT " + ", ".join(columns) + where
     params: list[Any] = [*axes, *tag_keys, project.pk]
     widths = [8, 8, 8, 4, 8, 4, 4, *([4] * len(axes)), 8]
     if not pg:
         params = [*axes, *tag_keys, project.pk]
-    cols = _fetch(select, select, params, widths)
-    order = np.lexsort((cols[2], cols[1]))  # by step, then annotator, whatever order the rows came in
-    cols = [c[order] for c in cols]
     arg_pg = (
         "SELECT l.step_id::int8, a.annotator_id::int8, a.is_gold::int, hashtext(e.key),"
         " (CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END)::int"
@@ -167,8 +191,9 @@ def load_labels(project: Project) -> LabelArrays:
         " WHERE t.project_id = %s AND a.status = 'submitted'"
     )
     if pg:
-        arg_cols = _fetch(arg_pg, arg_pg, [project.pk], [8, 8, 4, 4, 4])
+        cols, arg_cols = _pg_packed_parallel([(select, params, widths), (arg_pg, [project.pk], [8, 8, 4, 4, 4])])
     else:
+        cols = _fetch(select, select, params, widths)
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT l.step_id, a.annotator_id, a.is_gold, e.key,"
@@ -182,6 +207,10 @@ def load_labels(project: Project) -> LabelArrays:
         arg_cols = [
             np.array([row[i] if i != 3 else _arg_hash(row[3]) for row in fetched], dtype=np.int64) for i in range(5)
         ]
+    order = np.lexsort((cols[2], cols[1]))  # by step, then annotator, whatever order the rows came in
+    cols = [c[order] for c in cols]
+    order = np.lexsort((arg_cols[1], arg_cols[3], arg_cols[0]))  # by step and argument: units stay contiguous
+    arg_cols = [c[order] for c in arg_cols]
     n_axes = len(axes)
     return LabelArrays(
         trajectory=cols[0],
@@ -220,15 +249,32 @@ class Votes:
     target: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     target_is_gold: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     q: int = 0
+    n_units: int = 0
+
+
+def dense(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], int]:
+    """0, 1, 2 … for the distinct keys, and how many: O(n) when the keys are sorted (labels are read in
+    step order), a sort otherwise."""
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    if bool(np.all(keys[1:] >= keys[:-1])):
+        index = np.concatenate(([0], np.cumsum(keys[1:] != keys[:-1])))
+        return index.astype(np.int64), int(index[-1]) + 1
+    uniq, index = np.unique(keys, return_inverse=True)
+    return index.reshape(-1).astype(np.int64), int(uniq.size)
+
+
+def counts_per(index: npt.NDArray[np.int64], n: int, code: npt.NDArray[np.int64], q: int) -> npt.NDArray[np.int64]:
+    """(n, q) counts of `code` per `index` — np.bincount, many times faster than np.add.at."""
+    return np.bincount(index * q + code, minlength=n * q).reshape(n, q)
 
 
 def with_targets(v: Votes, q: int, gold_code: npt.NDArray[np.int64]) -> Votes:
     """Leave-one-out consensus of the other (non-gold) annotators, or the gold code of the unit."""
-    _, unit = np.unique(v.unit, return_inverse=True)
-    counts = np.zeros((int(unit.max()) + 1 if unit.size else 0, q), dtype=np.int64)
+    unit, n_units = dense(v.unit)
     live = (~v.gold) & (v.code >= 0)
-    np.add.at(counts, (unit[live], v.code[live]), 1)
-    others = counts[unit].copy()
+    counts = counts_per(unit[live], n_units, v.code[live], q)
+    others = counts[unit]
     own = live.nonzero()[0]
     others[own, v.code[own]] -= 1
     top = others.max(axis=1) if q else np.zeros(unit.size, dtype=np.int64)
@@ -238,15 +284,16 @@ def with_targets(v: Votes, q: int, gold_code: npt.NDArray[np.int64]) -> Votes:
     is_gold = gold_code >= 0
     target = np.where(is_gold, gold_code, target)
     v.target, v.target_is_gold, v.q = target.astype(np.int64), is_gold, q
+    v.unit = unit  # dense from here on (sorted when the keys were)
+    v.n_units = n_units
     return v
 
 
 def tables(
     keys: npt.NDArray[np.int64], n_keys: int, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], q: int
 ) -> np.ndarray:
-    out = np.zeros((n_keys, q, q))
-    np.add.at(out, (keys, a, b), 1)
-    return out
+    flat = np.bincount((keys * q + a) * q + b, minlength=n_keys * q * q)
+    return flat.reshape(n_keys, q, q).astype(np.float64)
 
 
 @dataclass
@@ -284,8 +331,9 @@ def pair_tables(v: Votes) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Co-rated (non-gold) labels of every annotator pair, as one table per pair."""
     live = (~v.gold) & (v.code >= 0)
     unit, annotator, code = v.unit[live], v.annotator[live], v.code[live]
-    order = np.lexsort((annotator, unit))
-    unit, annotator, code = unit[order], annotator[order], code[order]
+    if not bool(np.all(unit[1:] >= unit[:-1])):
+        order = np.argsort(unit, kind="stable")
+        unit, annotator, code = unit[order], annotator[order], code[order]
     lo_a: list[np.ndarray] = []
     hi_a: list[np.ndarray] = []
     lo_c: list[np.ndarray] = []
@@ -303,8 +351,17 @@ def pair_tables(v: Votes) -> tuple[list[tuple[int, int]], np.ndarray]:
     if not lo_a:
         return [], np.zeros((0, v.q, v.q))
     a1, a2, c1, c2 = (np.concatenate(x) for x in (lo_a, hi_a, lo_c, hi_c))
-    keys, pair = np.unique(np.stack([a1, a2], axis=1), axis=0, return_inverse=True)
-    return [(int(x), int(y)) for x, y in keys], tables(pair.reshape(-1), len(keys), c1, c2, v.q)
+    swap = a1 > a2  # each pair once, the lower id first
+    a1, a2 = np.where(swap, a2, a1), np.where(swap, a1, a2)
+    c1, c2 = np.where(swap, c2, c1), np.where(swap, c1, c2)
+    ids = np.flatnonzero(np.bincount(np.concatenate([a1, a2])))
+    lut = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    lut[ids] = np.arange(ids.size)
+    pair = lut[a1] * ids.size + lut[a2]
+    stack = tables(pair, ids.size * ids.size, c1, c2, v.q)
+    used = np.flatnonzero(stack.sum(axis=(1, 2)))
+    keys = [(int(ids[k // ids.size]), int(ids[k % ids.size])) for k in used]
+    return keys, stack[used]
 
 
 # --- the computation -----------------------------------------------------------------------------------------
@@ -416,7 +473,6 @@ def target_votes(labels: LabelArrays, rules: Rules, gold: dict[str, dict[tuple[i
     pos = np.clip(pos, 0, max(labels.step.size - 1, 0))
     arg.trajectory = labels.trajectory[pos] if labels.step.size else arg.step
     arg.submitted = _submitted_of(labels, arg.step, arg.annotator)
-    env.unit = -env.unit - 1  # keep env units apart from argument units
     env.code = np.where(env.code >= 0, env.code + 2, -1)
     env.target = np.where(env.target >= 0, env.target + 2, -1)
     env.q = arg.q = 5
@@ -456,8 +512,10 @@ def _concat(parts: list[Votes], q: int) -> Votes:
     def cat(name: str) -> Any:
         return np.concatenate([getattr(p, name) for p in parts])
 
+    offsets = np.cumsum([0] + [p.n_units for p in parts])
     return Votes(
-        unit=cat("unit"),
+        unit=np.concatenate([p.unit + offsets[i] for i, p in enumerate(parts)]),
+        n_units=int(offsets[-1]),
         step=cat("step"),
         trajectory=cat("trajectory"),
         annotator=cat("annotator"),
@@ -478,7 +536,10 @@ def scope_figures(v: Votes, *, measure: str, weights: str | None, rules: Rules, 
     """Project, annotator (vs target and vs gold), pair, slice and annotator × slice figures of one variable."""
     out: list[Scoped] = []
     m = _judged(v)
-    annotators, a_index = np.unique(v.annotator, return_inverse=True)
+    annotators = np.flatnonzero(np.bincount(v.annotator)) if v.annotator.size else np.zeros(0, dtype=np.int64)
+    lut = np.zeros(int(annotators.max()) + 1 if annotators.size else 1, dtype=np.int64)
+    lut[annotators] = np.arange(annotators.size)
+    a_index = lut[v.annotator]
     coefficient = "cohen_kappa_quadratic" if weights == "quadratic" else "cohen_kappa"
     own, target = v.code[m], v.target[m]
     project_table = tables(np.zeros(int(m.sum()), dtype=np.int64), 1, own, target, v.q)
@@ -524,26 +585,45 @@ class SliceIndex:
     DIMENSIONS = ("tool", "band", "model", "kind", "failure")
 
     def __init__(self, project: Project, labels: LabelArrays) -> None:
-        rows = list(
-            Step.objects.filter(trajectory__project=project)
-            .order_by("id")
-            .values_list("id", "kind", "tool_name", "trajectory__model_name", "trajectory__goal__band")
+        steps = Step.objects.filter(trajectory__project=project).order_by()
+        names = {
+            "kind": sorted({str(k) for k in steps.values_list("kind", flat=True).distinct()}),
+            "tool": sorted({str(k) for k in steps.values_list("tool_name", flat=True).distinct()}),
+            "model": sorted({str(k) for k in steps.values_list("trajectory__model_name", flat=True).distinct()}),
+            "band": sorted({str(k or "") for k in steps.values_list("trajectory__goal__band", flat=True).distinct()}),
+        }
+        sql = (
+            "SELECT s.id::int8, COALESCE(array_position(%s::text[], s.kind::text), 1)::int - 1,"
+            " COALESCE(array_position(%s::text[], s.tool_name::text), 1)::int - 1,"
+            " COALESCE(array_position(%s::text[], t.model_name::text), 1)::int - 1,"
+            " COALESCE(array_position(%s::text[], COALESCE(g.band, '')::text), 1)::int - 1"
+            " FROM trajectories_step s JOIN trajectories_trajectory t ON t.id = s.trajectory_id"
+            " LEFT JOIN trajectories_goal g ON g.id = t.goal_id WHERE t.project_id = %s"
         )
-        self.ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self.dims: dict[str, tuple[np.ndarray, list[str]]] = {}
-        for col, dim in ((1, "kind"), (2, "tool"), (3, "model"), (4, "band")):
-            values = [str(r[col] or "") for r in rows]
-            names = sorted(set(values))
-            index = {n: i for i, n in enumerate(names)}
-            self.dims[dim] = (np.array([index[x] for x in values], dtype=np.int64), names)
+        dims = ("kind", "tool", "model", "band")
+        if connection.vendor == "postgresql":
+            params = [*(names[d] for d in dims), project.pk]
+            cols = _pg_packed_parallel([(sql, params, [8, 4, 4, 4, 4])])[0]
+        else:
+            rows = list(
+                steps.values_list("id", "kind", "tool_name", "trajectory__model_name", "trajectory__goal__band")
+            )
+            index = {d: {n: i for i, n in enumerate(names[d])} for d in dims}
+            cols = [np.array([r[0] for r in rows], dtype=np.int64)] + [
+                np.array([index[d][str(r[i + 1] or "")] for r in rows], dtype=np.int64) for i, d in enumerate(dims)
+            ]
+        order = np.argsort(cols[0], kind="stable")
+        self.ids = cols[0][order]
+        self.dims: dict[str, tuple[np.ndarray, list[str]]] = {
+            d: (cols[i + 1][order], names[d]) for i, d in enumerate(dims)
+        }
         tags = labels.tag_keys
         failure = np.full(self.ids.size, len(tags), dtype=np.int64)  # the last code: no majority tag
         live = ~labels.gold
         if self.ids.size and live.any():
             pos = np.clip(np.searchsorted(self.ids, labels.step[live]), 0, self.ids.size - 1)
             for bit in range(len(tags) - 1, -1, -1):
-                votes = np.zeros(self.ids.size, dtype=np.int64)
-                np.add.at(votes, pos, (labels.tags[live] >> bit) & 1)
+                votes = np.bincount(pos, weights=(labels.tags[live] >> bit) & 1, minlength=self.ids.size)
                 failure = np.where(votes >= 2, bit, failure)
         self.dims["failure"] = (failure, [*tags, ""])
 
@@ -568,19 +648,16 @@ class SliceIndex:
 def multi_rater(v: Votes, *, measure: str, level: str, q: int) -> list[Scoped]:
     """Krippendorff's α, Fleiss' κ, Gwet's AC1 and raw agreement of the non-gold labels, project-wide."""
     live = (~v.gold) & (v.code >= 0)
-    _, unit = np.unique(v.unit[live], return_inverse=True)
-    counts = np.zeros((int(unit.max()) + 1 if unit.size else 0, q))
-    np.add.at(counts, (unit, v.code[live]), 1)
-    out: list[Scoped] = []
-    paired = counts[counts.sum(axis=1) >= 2]
+    unit, n_units = dense(v.unit)
+    counts = counts_per(unit[live], n_units, v.code[live], q).astype(np.float64)
+    size = counts.sum(axis=1)
+    counts, size = counts[size > 0], size[size > 0]
+    paired = counts[size >= 2]
     n_items = int(paired.shape[0])
-    raw = None
-    if n_items:
-        m = paired.sum(axis=1)
-        raw = float(((paired * (paired - 1)).sum(axis=1) / (m * (m - 1))).mean())
     alpha = krippendorff_alpha(coincidence_matrix(paired), n_items=n_items, level=level)  # type: ignore[arg-type]
     ac1 = gwet_ac1(counts) if counts.size else None
-    out.append(
+    raw = ac1.p_o if ac1 is not None else None  # Gwet's p_a: the mean agreement of the items with two or more
+    out = [
         Scoped(
             "project",
             "",
@@ -588,8 +665,8 @@ def multi_rater(v: Votes, *, measure: str, level: str, q: int) -> list[Scoped]:
             f"krippendorff_alpha_{level}",
             Figure(alpha.value, alpha.reason or "", n_items, raw, ac1.value if ac1 else None),
         )
-    )
-    full = paired[paired.sum(axis=1) == paired.sum(axis=1).max()] if n_items else paired
+    ]
+    full = counts[size == size.max()] if n_items else paired
     fleiss = fleiss_kappa(full) if full.size else None
     if fleiss is not None:
         out.append(
@@ -613,11 +690,12 @@ def tag_figures(labels: LabelArrays, rules: Rules) -> list[Scoped]:
         )[0]
         out.append(Scoped("project", "", f"tag:{key}", "cohen_kappa", fig))
     live = (~labels.gold) & has_tags
-    sets, set_code = np.unique(labels.tags[live], return_inverse=True)
+    sets = np.flatnonzero(np.bincount(labels.tags[live])) if live.any() else np.zeros(0, dtype=np.int64)
     if sets.size:
-        _, unit = np.unique(labels.step[live], return_inverse=True)
-        counts = np.zeros((int(unit.max()) + 1, sets.size))
-        np.add.at(counts, (unit, set_code), 1)
+        lut = np.zeros(int(sets.max()) + 1, dtype=np.int64)
+        lut[sets] = np.arange(sets.size)
+        unit, n_units = dense(labels.step[live])
+        counts = counts_per(unit, n_units, lut[labels.tags[live]], int(sets.size)).astype(np.float64)
         frozen = [frozenset(b for b in range(len(labels.tag_keys)) if (int(s) >> b) & 1) for s in sets]
         delta = np.array([[masi_distance(x, y) for y in frozen] for x in frozen])
         paired = counts[counts.sum(axis=1) >= 2]
@@ -730,16 +808,16 @@ def _calibration(
 # --- storing -----------------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
 def project_agreement_compute(
     *, project_id: int, bootstrap: bool = True, queued_at: float | None = None
 ) -> AgreementRun | None:
     """Recompute and store every scope's figures; raise calibration flags (and their gold requirement).
 
     With `queued_at` (the time the request was queued), a run that started later already saw every
-    label this request was for: nothing is done and None is returned.
+    label this request was for: nothing is done and None is returned. The labels are read outside the
+    storing transaction (in parallel where the caller holds none); the run is stored in one transaction.
     """
-    project = Project.objects.select_for_update().get(pk=project_id)  # one computation per project at a time
+    project = Project.objects.get(pk=project_id)
     if queued_at is not None:
         newer = AgreementRun.objects.filter(
             project=project, started_at__gt=datetime.fromtimestamp(queued_at, tz=UTC)
@@ -748,6 +826,12 @@ def project_agreement_compute(
             return None
     started = timezone.now()
     result = compute(project, bootstrap=bootstrap)
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk").first()
+        return _store(project, started, result)
+
+
+def _store(project: Project, started: datetime, result: Computation) -> AgreementRun:
     rules = rules_for(project)
     run = AgreementRun.objects.create(
         project=project,

@@ -34,6 +34,10 @@ def project_role_for_user(*, user: UserLike, project: Project) -> str | None:
 
 def project_get_for_user(*, user: UserLike, slug: str) -> tuple[Project, str]:
     """The project and the user's role in it; Http404 for anyone who is not a member."""
+    if isinstance(user, User):  # a member: the project and the role in one query (every project page asks)
+        membership = Membership.objects.filter(user=user, project__slug=slug).select_related("project").first()
+        if membership is not None:
+            return membership.project, membership.role
     project = Project.objects.filter(slug=slug).first()
     if project is None:
         raise Http404("No such project.")

@@ -2,8 +2,9 @@
 
 Observations are never turned into HTML here: each helper turns text into plain data (lines,
 segments with CSS class names, tree tokens) that the templates render with Django's autoescape, so
-HTML inside an observation always shows as text. The one builder of markup, `outline_items`, uses
-format_html, which escapes every value it inserts.
+HTML inside an observation always shows as text. The few builders of markup (the outline, the JSON tree,
+the label chips: hundreds of small elements a page, where a template loop is slow) escape every value they
+insert with `_esc`.
 """
 
 from __future__ import annotations
@@ -172,8 +173,8 @@ def _tree_tokens(value: Any) -> list[dict[str, Any]] | None:
 def _key_html(n: dict[str, Any]) -> str:
     if not n["key"]:
         return ""
-    path = _esc(n["path"])
-    return f'<span class="jk" data-path="{path}" title="{path} — click to copy the path">{_esc(n["key"])}</span> '
+    # The hint "click a key to copy its path" is said once, above the tree, not in a title on every key.
+    return f'<span class="jk" data-path="{_esc(n["path"])}">{_esc(n["key"])}</span> '
 
 
 def tree_html(tokens: list[dict[str, Any]]) -> str:
@@ -417,3 +418,35 @@ def outline_items(items: list[Any], current: str) -> str:
 @register.simple_tag
 def outline_item_oob(item: Any, current: str) -> str:
     return mark_safe(outline_line(item, current, oob=True))  # noqa: S308 - escaped in outline_line
+
+
+@register.simple_tag
+def rubric_chips(axis: Any) -> str:
+    """The five score chips of a rubric axis (the axis key and label are the project's: escaped)."""
+    key, label = _esc(axis.key), _esc(axis.label)
+    score = str(axis.score)
+    return mark_safe(  # noqa: S308 - escaped above
+        "".join(
+            f'<label class="chip num"><input type="radio" name="rubric-{key}" value="{n}" data-group="rubric"'
+            f'{" checked" if score == n else ""} aria-label="{label}: {n}"><span>{n}</span></label>'
+            for n in "12345"
+        )
+    )
+
+
+@register.simple_tag
+def failure_mode_chips(taxonomy: list[dict[str, Any]], label: Any) -> str:
+    """A checkbox chip per failure mode of the project's taxonomy, checked as in the label (keys and labels
+    are the project's: escaped)."""
+    chosen = set(label.failure_modes) if label is not None and isinstance(label.failure_modes, list) else set()
+    out = []
+    for t in taxonomy:
+        key, name = _esc(t.get("key", "")), _esc(t.get("label", ""))
+        high = " high" if t.get("severity") == "high" else ""
+        checked = " checked" if t.get("key") in chosen else ""
+        out.append(
+            f'<label class="chip tag{high}"><input type="checkbox" name="failure_modes" value="{key}" '
+            f'data-group="failure_modes" data-mode="{key}"{checked} aria-label="Failure mode: {name}">'
+            f"<span>{name}</span></label>"
+        )
+    return mark_safe("".join(out))  # noqa: S308 - escaped above

@@ -10,12 +10,13 @@ from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Assignment, AssignmentStatus, StepLabel
+from annotation.selectors import AxisRow
 from annotation.services import (
     assignment_claim_next,
     assignment_skip,
     step_label_save,
 )
-from annotation.templatetags.annotation_tags import ansi_lines, observation_view
+from annotation.templatetags.annotation_tags import ansi_lines, failure_mode_chips, observation_view, rubric_chips
 from core.models import Project
 from tests.conftest import login
 from tests.trajectories.fixtures_util import run_import
@@ -554,6 +555,18 @@ def test_step_fragment_queries_are_bounded_on_a_long_trajectory(
 def test_ansi_colours_become_classes_and_other_escapes_are_dropped() -> None:
     lines = ansi_lines("\x1b[1;31mFAILED\x1b[0m test_x\n\x1b[2Kok <b>")
     assert lines == [[("ansi-bold ansi-fg-1", "FAILED"), ("", " test_x")], [("", "ok <b>")]]
+
+
+def test_label_chips_escape_the_projects_keys_and_labels() -> None:
+    label = StepLabel(failure_modes=['x"><b>'])
+    html = failure_mode_chips([{"key": 'x"><b>', "label": "<i>bad</i>", "severity": "high"}], label)
+    assert "<b>" not in html and "<i>" not in html and 'value="x&quot;&gt;&lt;b&gt;"' in html
+    assert 'class="chip tag high"' in html and " checked " in html and "&lt;i&gt;bad&lt;/i&gt;" in html
+    chips = rubric_chips(AxisRow(key="tone", label="<Tone>", anchors=[], score=3))
+    assert (
+        chips.count("<input") == 5 and chips.count(" checked") == 1 and 'value="3" data-group="rubric" checked' in chips
+    )
+    assert "<Tone>" not in chips and 'aria-label="&lt;Tone&gt;: 3"' in chips
 
 
 def test_observation_kinds() -> None:

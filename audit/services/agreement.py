@@ -140,6 +140,48 @@ def _arg_hash(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31
 
 
+def _pg_labels(
+    project: Project, value_columns: list[str], value_params: list[Any], value_widths: list[int]
+) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]]]:
+    """PostgreSQL: the labels' values and argument verdicts keyed by assignment (no join per label row), and
+    the assignments' facts once each — three queries, on connections of their own at the same time."""
+    mine = (
+        " WHERE l.assignment_id IN (SELECT a.id FROM annotation_assignment a JOIN trajectories_trajectory t"
+        " ON t.id = a.trajectory_id WHERE t.project_id = %s AND a.status = 'submitted')"
+    )
+    # The columns are this module's own expressions; every value from a project is a parameter.
+    head = "SELECT l.assignment_id::int8, l.step_id::int8, "
+    values = f"{head}{', '.join(value_columns)} FROM annotation_steplabel l{mine}"
+    arguments = (
+        f"{head}hashtext(e.key), (CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END)::int"
+        f" FROM annotation_steplabel l CROSS JOIN LATERAL jsonb_each_text(l.argument_verdicts) e{mine}"
+    )
+    facts = (
+        "SELECT a.id::int8, a.trajectory_id::int8, a.annotator_id::int8, a.is_gold::int,"
+        " COALESCE((EXTRACT(EPOCH FROM a.submitted_at) * 1000000)::int8, 0)"
+        " FROM annotation_assignment a JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
+        " WHERE t.project_id = %s AND a.status = 'submitted'"
+    )
+    label_cols, arg_cols, fact_cols = _pg_packed_parallel(
+        [
+            (values, [*value_params, project.pk], [8, 8, *value_widths]),
+            (arguments, [project.pk], [8, 8, 4, 4]),
+            (facts, [project.pk], [8, 8, 8, 4, 8]),
+        ]
+    )
+    order = np.argsort(fact_cols[0])
+    ids, trajectory, annotator, gold, submitted = (c[order] for c in fact_cols)
+
+    def of(assignment: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return np.clip(np.searchsorted(ids, assignment), 0, max(ids.size - 1, 0))
+
+    at = of(label_cols[0])
+    labels = [trajectory[at], label_cols[1], annotator[at], gold[at], submitted[at], *label_cols[2:]]
+    at = of(arg_cols[0])
+    args = [arg_cols[1], annotator[at], gold[at], arg_cols[2], arg_cols[3]]
+    return labels, args
+
+
 def load_labels(project: Project) -> LabelArrays:
     axes = [str(a.get("key")) for a in project.rubric_axes if isinstance(a, dict)]
     tag_keys = [str(t.get("key")) for t in project.failure_taxonomy if isinstance(t, dict)] + [NONE_TAG]
@@ -182,16 +224,8 @@ def load_labels(project: Project) -> LabelArrays:
     widths = [8, 8, 8, 4, 8, 4, 4, *([4] * len(axes)), 8]
     if not pg:
         params = [*axes, *tag_keys, project.pk]
-    arg_pg = (
-        "SELECT l.step_id::int8, a.annotator_id::int8, a.is_gold::int, hashtext(e.key),"
-        " (CASE e.value WHEN 'valid' THEN 0 WHEN 'invalid' THEN 1 ELSE -1 END)::int"
-        " FROM annotation_steplabel l JOIN annotation_assignment a ON a.id = l.assignment_id"
-        " JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
-        " CROSS JOIN LATERAL jsonb_each_text(l.argument_verdicts) e"
-        " WHERE t.project_id = %s AND a.status = 'submitted'"
-    )
     if pg:
-        cols, arg_cols = _pg_packed_parallel([(select, params, widths), (arg_pg, [project.pk], [8, 8, 4, 4, 4])])
+        cols, arg_cols = _pg_labels(project, columns[5:], params[:-1], widths[5:])
     else:
         cols = _fetch(select, select, params, widths)
         with connection.cursor() as cursor:

@@ -138,3 +138,29 @@ def test_a_request_queued_before_a_later_computation_is_a_no_op(labelled, projec
     assert project_agreement_compute(project_id=project.pk, bootstrap=False) is not None
     assert project_agreement_compute(project_id=project.pk, bootstrap=False, queued_at=queued) is None
     assert AgreementRun.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_three_rater_shortcut_gives_the_general_rule(seed) -> None:
+    """Leave-one-out targets: the fast path for units of at most three labels equals the counting rule."""
+    import numpy as np
+
+    from audit.services import agreement as a
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 4, size=200)
+    units = np.repeat(np.arange(200), sizes)
+    code = rng.integers(-1, 3, size=units.size)
+    gold = rng.random(units.size) < 0.1
+
+    def votes():
+        return a.Votes(unit=units.copy(), step=units, trajectory=units, annotator=np.arange(units.size),
+                       gold=gold, submitted=units, code=code)  # fmt: skip
+
+    fast = a.with_targets(votes(), 3, np.full(units.size, -1))
+    general = votes()
+    general.unit = general.unit[::-1].copy()  # not sorted: the counting path
+    general.code, general.gold = code[::-1].copy(), gold[::-1].copy()
+    general = a.with_targets(general, 3, np.full(units.size, -1))
+    assert (fast.target == general.target[::-1]).all()
+    assert (fast.target >= 0).any()

@@ -37,11 +37,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DB_URL = "postgres://postgres@127.0.0.1:5432/stepwise_bench"
+DEFAULT_SERVER_URL = "postgres://postgres@127.0.0.1:5432"
+DEFAULT_DB_NAME = "stepwise_bench"
 APP_TABLES = (  # what an import writes; truncated (with what hangs off them) before every run
     "trajectories_step",
     "trajectories_trajectory",
@@ -411,29 +413,35 @@ def _rss_kb(field: str = "VmRSS") -> int:
     return 0
 
 
-def _tree_memory_kb(pid: int) -> tuple[int, int, int]:
-    """(RSS summed, PSS summed, processes) of `pid` and its descendants, now; zeros once gone.
+def _tree_memory_kb(pid: int, *, pss: bool) -> tuple[int, int, int]:
+    """(RSS summed, PSS summed or 0, processes) of `pid` and its descendants, now; zeros once gone.
 
     RSS counts the pages a forked worker shares with its parent in both; PSS divides them
-    among the processes that share them, so its sum is what the tree holds in memory.
+    among the processes that share them, so its sum is what the tree holds in memory. RSS is
+    read from /proc/PID/status (a counter); PSS needs smaps_rollup, which walks the process's
+    page tables: about 3 ms of CPU per process here, taken from the import being measured.
     """
-    rss = pss = count = 0
+    rss = pss_kb = count = 0
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
-            with open(f"/proc/{current}/smaps_rollup") as rollup:
-                for line in rollup:
-                    if line.startswith("Rss:"):
+            with open(f"/proc/{current}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
                         rss += int(line.split()[1])
-                    elif line.startswith("Pss:"):
-                        pss += int(line.split()[1])
+                        break
+            if pss:
+                with open(f"/proc/{current}/smaps_rollup") as rollup:
+                    for line in rollup:
+                        if line.startswith("Pss:"):
+                            pss_kb += int(line.split()[1])
             count += 1
             with open(f"/proc/{current}/task/{current}/children") as children:
                 pending.extend(int(c) for c in children.read().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
             continue
-    return rss, pss, count
+    return rss, pss_kb, count
 
 
 def child_import(path: str) -> None:
@@ -486,8 +494,9 @@ def child_import(path: str) -> None:
 class Bench:
     def __init__(self, db_url: str, workdir: Path) -> None:
         self.db_url = db_url
-        self.admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
-        self.db_name = db_url.rsplit("/", 1)[1].split("?")[0]
+        parts = urlsplit(db_url)
+        self.admin_url = urlunsplit(parts._replace(path="/postgres"))
+        self.db_name = parts.path.lstrip("/")
         self.workdir = workdir
         self.media = workdir / "media"
         self.env = {
@@ -543,10 +552,12 @@ class Bench:
                 stderr=err,
             )
             # The memory of every process involved: the import and the parse workers it forks,
-            # sampled from outside (this process) so that the import runs undisturbed.
-            peak_rss = peak_pss = peak_processes = 0
+            # sampled from outside (this process) so that the import runs undisturbed: RSS every
+            # 20 ms, PSS (costly to read) every 200 ms.
+            peak_rss = peak_pss = peak_processes = samples = 0
             while child.poll() is None:
-                rss, pss, processes = _tree_memory_kb(child.pid)
+                rss, pss, processes = _tree_memory_kb(child.pid, pss=samples % 10 == 0)
+                samples += 1
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
                 peak_processes = max(peak_processes, processes)
                 time.sleep(0.02)
@@ -612,6 +623,13 @@ def _check(result: dict, expected: dict) -> str:
     return ""
 
 
+def _database_url(server_url: str, name: str) -> str:
+    """The server URL with the benchmark's database: `name`, else the URL's own, else the default."""
+    parts = urlsplit(server_url)
+    name = name or parts.path.lstrip("/") or DEFAULT_DB_NAME
+    return urlunsplit(parts._replace(path="/" + name))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -623,8 +641,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--db-url",
-        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB_URL),
-        help="database to create, use and drop",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER_URL),
+        help="the PostgreSQL server (a database named in the URL is the one to create, use and drop)",
+    )
+    parser.add_argument(
+        "--db-name",
+        default=os.environ.get("BENCH_DATABASE_NAME", ""),
+        help=f"database to create, use and drop; overrides the URL's (default {DEFAULT_DB_NAME}); "
+        "give each person or worktree its own, so that two runs cannot drop each other's",
     )
     parser.add_argument(
         "--format",
@@ -641,7 +665,7 @@ def main() -> None:
     import django
 
     workdir = Path(tempfile.mkdtemp(prefix="stepwise-import-bench-"))
-    bench = Bench(args.db_url, workdir)
+    bench = Bench(_database_url(args.db_url, args.db_name), workdir)
     out = lambda text="": print(text, flush=True)  # noqa: E731
     try:
         started = time.perf_counter()
@@ -727,7 +751,7 @@ def main() -> None:
         out(
             f"  all       : {statistics.median(tree_rss):.0f} MB median, {max(tree_rss):.0f} MB max RSS summed over the import "
             f"and its workers (PSS {statistics.median(tree_pss):.0f} MB median, {max(tree_pss):.0f} MB max; "
-            "sampled every 20 ms; target < 300 MB)"
+            "sampled every 20 ms, PSS every 200 ms; target < 300 MB)"
         )
         out(f"for context : COPY of step + trajectory rows (payload blobs) {_fmt_rate(copy_both_rates)}")
         if big is not None:

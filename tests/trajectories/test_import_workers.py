@@ -149,3 +149,40 @@ def test_workers_start_inside_a_celery_prefork_pool(project, pm, tmp_path) -> No
     assert (job.trajectories_imported, job.steps_imported, job.rejected) == (2, 4, 1)
     assert job.errors[0]["where"] == "line 3"
     assert "daemonic" not in log.read_text()
+
+
+def _tau_bench_array(tail: bytes = b"\n]\n") -> bytes:
+    """The same runs as a τ-bench results array (one element per line, as τ-bench writes them),
+    with an element that is not UTF-8; `tail` ends the file (or breaks it)."""
+    runs = [json.loads(line) for line in _tau_bench_file().splitlines() if line.endswith(b"}")]
+    elements = [json.dumps(run, indent=1).encode() for run in runs]
+    elements[2] = elements[2].replace(b"please help", b"please \xff help")
+    return b"[\n" + b",\n".join(elements) + tail
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\n]\n", b',\n{"task_id": 1, "traj": [tru]}\n]', b',\n{"task_id": 1, "tr', b"\n] trailing", b"\n}"],
+    ids=["whole", "malformed-element", "truncated", "data-after-the-array", "wrong-bracket"],
+)
+@pytest.mark.django_db
+def test_workers_read_a_json_array_as_the_serial_path_does(project, pm, monkeypatch, tail: bytes) -> None:
+    from core.services import project_create
+
+    data = _tau_bench_array(tail)
+    forks: list[int] = []
+    fork = import_workers.ParseWorkers._fork
+    monkeypatch.setattr(import_workers.ParseWorkers, "_fork", lambda self, tx: (forks.append(1), fork(self, tx)))
+    parallel = _import(project, "results.json", data)
+    assert len(forks) == imports.PARSE_WORKERS > 0  # the array's elements went to the workers
+    other = project_create(actor=pm, name="Serial", kind=project.kind)
+    monkeypatch.setattr(imports, "PARSE_WORKERS", 0)
+    serial = _import(other, "results.json", data)
+    assert parallel.status == ImportStatus.DONE, parallel.error
+    assert _report(parallel) == _report(serial)
+    assert parallel.trajectories_imported == 5  # 8 runs: one not UTF-8, one bad reward, one duplicate
+    assert "element 2 (line " in parallel.errors[0]["where"]
+    assert _stored(project) == _stored(other)
+    if tail != b"\n]\n":  # the fault after the last whole element is located as the serial reader does
+        assert parallel.errors[-1] == serial.errors[-1]
+        assert parallel.errors[-1]["where"].startswith(("element 8", "line "))

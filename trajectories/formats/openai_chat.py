@@ -28,12 +28,14 @@ class OpenAIChatImporter:
             return 60
         return 0
 
+    def container(self, head: bytes) -> str:
+        """How records() cuts a file that starts with `head` (its first 4 KB): "array" or "jsonl"."""
+        return "array" if sniff_container(head[:4096]) == "array" else "jsonl"
+
     def records(self, stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
         head = stream.read(4096)
         stream.seek(0)
-        if sniff_container(head) == "array":
-            return iter_json_array(stream)
-        return iter_jsonl(stream)
+        return iter_json_array(stream) if self.container(head) == "array" else iter_jsonl(stream)
 
     def parse(self, record: RawRecord) -> ParsedRun:
         value = record.value if record.value is not None else loads_located(record.raw, record.where, record.line)

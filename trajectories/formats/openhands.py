@@ -72,14 +72,19 @@ class OpenHandsImporter:
                 return 92  # above SWE-agent's claim on any {"trajectory": [...]}: these are events
         return 0
 
-    def records(self, stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
-        head = stream.read(4096)
-        stream.seek(0)
+    def container(self, head: bytes) -> str:
+        """How records() cuts a file that starts with `head` (its first 4 KB): "document" or "jsonl"."""
+        head = head[:4096]
         container = sniff_container(head)
         text = head.lstrip(codecs.BOM_UTF8).lstrip()
         if container == "array" or (container == "document" and text.split(b"\n", 1)[0].strip() == b"{"):
-            return iter_document(stream)  # one run per file: the export, or a pretty-printed instance
-        return iter_jsonl(stream)
+            return "document"  # one run per file: the export, or a pretty-printed instance
+        return "jsonl"
+
+    def records(self, stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
+        head = stream.read(4096)
+        stream.seek(0)
+        return iter_document(stream) if self.container(head) == "document" else iter_jsonl(stream)
 
     def parse(self, record: RawRecord) -> ParsedRun:
         value = record.value if record.value is not None else loads_located(record.raw, record.where, record.line)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
@@ -223,3 +225,229 @@ def iter_document(stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
         yield RecordError("the file is empty", where="line 1", line=1)
         return
     yield RawRecord(raw=data, where="document", line=1, index=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Record spans: where each record is in a plain file, found without parsing it, so that parse
+# workers (trajectories.services.import_workers) can read and parse the records in parallel.
+# ---------------------------------------------------------------------------------------------
+
+SCAN_CHUNK = 1 << 20
+_JSON_WS = b" \t\r\n"  # JSON's whitespace (bytes.strip() takes \x0b and \x0c too)
+_LINE_WS = b" \t\n\r\x0b\x0c"  # what bytes.strip() takes: iter_jsonl's notion of a blank line
+
+
+@dataclass(slots=True)
+class RecordSpan:
+    """A record's byte range [start, end) in a plain file, and where it is.
+
+    A line of JSON Lines (`element` false): the line as read, newline included; `line` is its
+    number, `index` counts the records before it. An element of a JSON array (`element` true):
+    the bytes between the separators around it, whitespace included; `line` is the line at
+    `start`. `record_from_span` turns it into the RawRecord that iter_jsonl / iter_json_array
+    would have read there.
+    """
+
+    start: int
+    end: int
+    line: int
+    index: int
+    element: bool
+
+
+@dataclass(slots=True)
+class SerialFrom:
+    """The array scanner cannot vouch for the file from element `count` on (malformed, truncated,
+    too large…): that part is to be read by iter_json_array, which says exactly what is wrong."""
+
+    count: int
+
+
+def scan_jsonl(fd: int, size: int) -> Iterator[RecordSpan | RecordError]:
+    """The records of a JSON Lines file as spans, exactly as iter_jsonl cuts and numbers them."""
+    index = number = 0
+    line_start = offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(SCAN_CHUNK, size - offset), offset)
+        if not chunk:
+            break
+        pos = 0
+        while (nl := chunk.find(b"\n", pos)) >= 0:
+            number += 1
+            pos = nl + 1
+            item = _line_span(fd, chunk, offset, line_start, offset + pos, number, index)
+            line_start = offset + pos
+            if item is not None:
+                index += isinstance(item, RecordSpan)
+                yield item
+        offset += len(chunk)
+    if line_start < offset:  # the last line, without a newline
+        item = _line_span(fd, b"", offset, line_start, offset, number + 1, index)
+        if item is not None:
+            yield item
+
+
+def _line_span(
+    fd: int, chunk: bytes, offset: int, start: int, end: int, number: int, index: int
+) -> RecordSpan | RecordError | None:
+    """The line [start, end) as iter_jsonl sees it: a span, a size error, or None when blank."""
+    first = chunk[start - offset] if start >= offset and start < offset + len(chunk) else os.pread(fd, 1, start)[0]
+    if first not in _LINE_WS and end - start <= MAX_RECORD_BYTES:
+        return RecordSpan(start, end, number, index, element=False)
+    stripped = os.pread(fd, end - start, start).strip()  # rare: a line that starts blank, or a huge one
+    if not stripped:
+        return None
+    if number == 1 and stripped.startswith(codecs.BOM_UTF8):
+        stripped = stripped[len(codecs.BOM_UTF8) :]
+    if len(stripped) > MAX_RECORD_BYTES:
+        return RecordError(f"record is larger than {MAX_RECORD_BYTES >> 20} MB", where=f"line {number}", line=number)
+    return RecordSpan(start, end, number, index, element=False)
+
+
+def scan_json_array(fd: int, size: int) -> Iterator[RecordSpan | SerialFrom]:
+    """The elements of a top-level JSON array as spans, found without parsing them.
+
+    A vectorised pass per chunk (numpy) finds the quotes that are not escaped, hence which
+    brackets and commas are outside strings, hence the commas at depth 1: the separators. It
+    validates nothing inside the elements: each span is parsed on its own later, and when every
+    span parses, the spans are exactly the elements iter_json_array reads (a file of valid spans
+    joined by commas is a valid array). Whatever the scanner or a parse cannot vouch for (no
+    opening bracket, an element that does not end, data after the closing bracket, an element
+    near the size limit, a span that does not parse) ends the spans with SerialFrom(n): from
+    element n on, iter_json_array reads the file and locates the fault as it always has.
+    """
+    head = os.pread(fd, min(SCAN_CHUNK, size), 0)
+    pos = _skip_json_ws(head, 0)
+    if head[pos : pos + 3] == codecs.BOM_UTF8:
+        pos = _skip_json_ws(head, pos + 3)
+    if head[pos : pos + 1] != b"[":
+        yield SerialFrom(0)
+        return
+    import numpy as np  # only here: the rest of the module (and its importers) need no numpy
+
+    index = 0
+    seg_start, seg_line = pos + 1, 1 + head.count(b"\n", 0, pos)
+    depth, in_string, escape_next = 1, 0, False
+    offset, chunk, scan_from = 0, head, pos + 1
+    line_base, counted = seg_line, pos  # the line at chunk[counted]
+    while True:
+        a = np.frombuffer(chunk, np.uint8)
+        if scan_from:
+            a = a[scan_from:]  # positions below are relative to scan_from
+        # Quotes that are not escaped: a backslash escapes the next byte unless it is escaped
+        # itself, so the odd-numbered backslashes of each run are the escaping ones.
+        quotes = np.flatnonzero(a == 34)
+        slashes = np.flatnonzero(a == 92)
+        carried = escape_next  # the previous chunk ended on an escaping backslash: byte 0 is escaped
+        escape_next = False
+        if len(slashes) or carried:
+            escaped = np.zeros(len(a) + 1, bool)
+            escaped[0] = carried
+            if len(slashes):
+                run_start = np.ones(len(slashes), bool)
+                run_start[1:] = np.diff(slashes) != 1
+                first = np.maximum.accumulate(np.where(run_start, np.arange(len(slashes)), 0))
+                number = np.arange(len(slashes)) - first  # 0 for the first of its run
+                if carried and slashes[0] == 0:
+                    number[first == 0] += 1  # that run's first backslash is the escaped byte
+                escaping = slashes[number % 2 == 0]
+                escaped[escaping + 1] = True
+                escape_next = bool(escaped[len(a)])
+            quotes = quotes[~escaped[quotes]]
+        folded = a | 0x20  # '[' '{' → 0x7b, ']' '}' → 0x7d
+        marks = np.flatnonzero((folded == 0x7B) | (folded == 0x7D) | (a == 0x2C))
+        outside = (np.searchsorted(quotes, marks) + in_string) % 2 == 0
+        marks = marks[outside]
+        in_string = (in_string + len(quotes)) % 2
+        kinds = a[marks]
+        delta = np.where(kinds == 0x2C, 0, np.where((kinds | 0x20) == 0x7B, 1, -1))
+        depths = depth + np.cumsum(delta)
+        ends = np.flatnonzero(((kinds == 0x2C) & (depths == 1)) | (depths == 0))
+        for k in ends.tolist():
+            here = scan_from + int(marks[k])  # in the chunk
+            at = offset + here
+            closing = int(depths[k]) == 0
+            if at - seg_start > MAX_RECORD_BYTES - CHUNK:
+                yield SerialFrom(index)
+                return
+            if closing and chunk[here] != 0x5D:  # '}' closing the array
+                yield SerialFrom(index)
+                return
+            if closing and index == 0 and _blank(fd, seg_start, at):
+                seg_start = -1  # "[]": no elements
+            if seg_start >= 0:
+                yield RecordSpan(seg_start, at, seg_line, index, element=True)
+                index += 1
+            if closing:
+                yield from _after_array(fd, size, at + 1, index)
+                return
+            line_base += chunk.count(b"\n", counted, here)
+            counted = here
+            seg_start, seg_line = at + 1, line_base
+        depth = int(depths[-1]) if len(depths) else depth
+        line_base += chunk.count(b"\n", counted)
+        offset += len(chunk)
+        counted = 0
+        if offset - seg_start > MAX_RECORD_BYTES - CHUNK or offset >= size:
+            yield SerialFrom(index)  # an element too large, or the file ends inside the array
+            return
+        chunk = os.pread(fd, min(SCAN_CHUNK, size - offset), offset)
+        scan_from = 0
+
+
+def _after_array(fd: int, size: int, pos: int, index: int) -> Iterator[SerialFrom]:
+    """SerialFrom(index) unless only whitespace follows the closing bracket."""
+    while pos < size:
+        chunk = os.pread(fd, min(SCAN_CHUNK, size - pos), pos)
+        if not chunk:
+            return
+        if chunk.strip(_JSON_WS):
+            yield SerialFrom(index)
+            return
+        pos += len(chunk)
+
+
+def _blank(fd: int, start: int, end: int) -> bool:
+    """Is [start, end) of the file JSON whitespace only? (Read 64 KB at a time: it rarely is.)"""
+    while start < end:
+        data = os.pread(fd, min(1 << 16, end - start), start)
+        if not data or data.strip(_JSON_WS):
+            return not data
+        start += len(data)
+    return True
+
+
+def _skip_json_ws(data: bytes, pos: int) -> int:
+    while pos < len(data) and data[pos] in _JSON_WS:
+        pos += 1
+    return pos
+
+
+def record_from_span(raw: bytes, span: RecordSpan) -> RawRecord:
+    """The RawRecord iter_jsonl would read for a line span (`raw` is the span's bytes)."""
+    stripped = raw.strip()
+    if span.line == 1 and stripped.startswith(codecs.BOM_UTF8):
+        stripped = stripped[len(codecs.BOM_UTF8) :]
+    return RawRecord(raw=stripped, where=f"line {span.line}", line=span.line, index=span.index)
+
+
+def element_from_span(raw: bytes, span: RecordSpan) -> RawRecord | RecordError | None:
+    """The record (or the UTF-8 error) iter_json_array would read for an element span, with the
+    value its scanner (json) would parse; None when the span is not one valid JSON value, which
+    only iter_json_array can locate exactly (see scan_json_array)."""
+    element = raw.strip(_JSON_WS)
+    line = span.line + raw.count(b"\n", 0, len(raw) - len(raw.lstrip(_JSON_WS)))
+    where = f"element {span.index} (line {line})"
+    try:
+        text = element.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            json.loads(element.decode("utf-8", "surrogateescape"))
+        except (ValueError, RecursionError):
+            return None
+        return utf8_error(element, where, line) or RecordError("not valid UTF-8", where=where, line=line)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return RawRecord(raw=element, where=where, line=line, index=span.index, value=value)

@@ -86,6 +86,10 @@ class SweAgentImporter:
             return 0
         return 90
 
+    def container(self, head: bytes) -> str:
+        """How records() cuts a file: always one "document"."""
+        return "document"
+
     def records(self, stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
         return iter_document(stream)
 

@@ -81,12 +81,14 @@ class TauBenchImporter:
             return 90
         return 0
 
+    def container(self, head: bytes) -> str:
+        """How records() cuts a file that starts with `head` (its first 4 KB): "jsonl" or "array"."""
+        return "jsonl" if sniff_container(head[:4096]) == "jsonl" else "array"
+
     def records(self, stream: IO[bytes]) -> Iterator[RawRecord | RecordError]:
         head = stream.read(4096)
         stream.seek(0)
-        if sniff_container(head) == "jsonl":
-            return iter_jsonl(stream)
-        return iter_json_array(stream)
+        return iter_jsonl(stream) if self.container(head) == "jsonl" else iter_json_array(stream)
 
     def parse(self, record: RawRecord) -> ParsedRun:
         value = record.value if record.value is not None else loads_located(record.raw, record.where, record.line)

@@ -9,6 +9,13 @@ import therefore forks worker processes, each of which parses and prepares every
     worker i (a forked process)   parse + prepare + render, result back on its own pipe
     results() (this process)      takes the results in the records' order, round-robin
 
+A record is handed over as its bytes, or, from a plain file, as its span (reading.scan_jsonl,
+reading.scan_json_array): the worker reads those bytes itself (os.pread on the inherited file
+descriptor), so this process only finds where records are. Array spans are parsed by the
+worker as iter_json_array would parse them; when the scanner or a worker cannot vouch for an
+element (the file is malformed there), the workers stop and iter_json_array reads the file
+from that element on, in this process, and locates the fault exactly as the serial import does.
+
 Results come back in the file's order (worker i has records i, i+N, …, and answers in order).
 Memory stays bounded: each pipe holds at most a pipe buffer of records or results, and a worker
 holds one record at a time.
@@ -42,6 +49,7 @@ from psycopg import adapt
 from psycopg.abc import Transformer
 
 from trajectories.formats import RawRecord, RecordError
+from trajectories.formats.reading import RecordSpan, SerialFrom, element_from_span, record_from_span
 from trajectories.services.storage import BatchWriter, Prepared, PreparedRun
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,8 @@ logger = logging.getLogger(__name__)
 _LENGTH = struct.Struct("<Q")
 _PIPE_BYTES = 1 << 20  # pipe buffers as large as Linux allows without privileges (the default is 64 KB)
 _CRASH = "crash"  # a worker's last message when something outside any one record failed
+_SERIAL = "serial"  # a worker's answer for an array span that is not one valid JSON value
+_RAW, _LINE, _ELEMENT = 0, 1, 2  # what a worker is handed: a record's bytes, or a span of the file
 _PLAN_SLOTS = 4096  # records read ahead of the results: at most this many await theirs
 
 
@@ -94,10 +104,18 @@ class ParseWorkers:
         count: int,
         prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
         writer: BatchWriter,
+        source_fd: int | None = None,
+        source_name: str = "",
+        serial_from: Callable[[int], Iterator[RawRecord | RecordError]] | None = None,
     ) -> None:
+        """`source_fd` is the plain file that spans point into; `serial_from(n)` reads its records
+        from the n-th on as the serial import would (for a SerialFrom, see reading.scan_json_array)."""
         self._count = count
         self._prepare_one = prepare_one
         self._writer = writer
+        self._source_fd = source_fd
+        self._source_name = source_name
+        self._serial_from = serial_from
         self._pids: list[int] = []
         self._inboxes: list[IO[bytes]] = []  # this process writes records to them
         self._outboxes: list[IO[bytes]] = []  # this process reads results from them
@@ -140,11 +158,12 @@ class ParseWorkers:
         self._outboxes.append(os.fdopen(from_worker_r, "rb"))
 
     def results(
-        self, records: Iterator[RawRecord | RecordError], position: Callable[[], int]
+        self, records: Iterator[RawRecord | RecordError | RecordSpan | SerialFrom], position: Callable[[], int]
     ) -> Iterator[tuple[int, Prepared | RecordError]]:
         """(bytes read so far, the prepared run or the located error) for each record, in order."""
         self._feeder = threading.Thread(target=self._feed, args=(records, position), name="import-feeder", daemon=True)
         self._feeder.start()
+        done = 0
         while True:
             worker, item = self._plan.get()
             if worker == -1:  # the end of the records: `item` is None, or what the reader raised
@@ -154,14 +173,31 @@ class ParseWorkers:
             if worker == -2:  # a reader's error: no worker involved
                 yield item
                 continue
+            if worker == -3:  # the scanner's SerialFrom: `item` is (bytes read, the record's number)
+                yield from self._serially(*item)
+                return
             result = _receive(self._outboxes[worker])
             if result is _EOF:
                 raise WorkerCrashed(f"parse worker {self._pids[worker]} ended unexpectedly")
             if isinstance(result, tuple) and result[:1] == (_CRASH,):
                 raise WorkerCrashed(result[1])
+            if isinstance(result, tuple) and result[:1] == (_SERIAL,):
+                yield from self._serially(done, result[1])
+                return
+            done = item
             yield item, result
 
-    def _feed(self, records: Iterator[RawRecord | RecordError], position: Callable[[], int]) -> None:
+    def _serially(self, position: int, count: int) -> Iterator[tuple[int, Prepared | RecordError]]:
+        """The records from the `count`-th on, read and prepared here, as the serial import does."""
+        self.stop()  # what the workers have of the rest is not wanted
+        if self._serial_from is None:
+            raise WorkerCrashed("a span could not be read, and there is no serial reader to fall back on")
+        for record in self._serial_from(count):
+            yield position, record if isinstance(record, RecordError) else self._prepare_one(record)
+
+    def _feed(
+        self, records: Iterator[RawRecord | RecordError | RecordSpan | SerialFrom], position: Callable[[], int]
+    ) -> None:
         turn = 0
         error: BaseException | None = None
         try:
@@ -171,20 +207,31 @@ class ParseWorkers:
                 if isinstance(record, RecordError):
                     self._plan.put((-2, (position(), record)))
                     continue
-                message = (
-                    record.raw,
-                    record.where,
-                    record.line,
-                    record.index,
-                    record.source_name,
-                    record.value is not None,  # read from a JSON array: the worker parses it alike
-                )
+                if isinstance(record, SerialFrom):
+                    self._plan.put((-3, (position(), record.count)))
+                    break
+                message: tuple[Any, ...]
+                if isinstance(record, RecordSpan):
+                    kind = _ELEMENT if record.element else _LINE
+                    message = (kind, record.start, record.end, record.line, record.index)
+                    read = record.end
+                else:
+                    message = (
+                        _RAW,
+                        record.raw,
+                        record.where,
+                        record.line,
+                        record.index,
+                        record.source_name,
+                        record.value is not None,  # read from a JSON array: the worker parses it alike
+                    )
+                    read = position()
                 try:
                     _send(self._inboxes[turn], message)
                     self._inboxes[turn].flush()
                 except BrokenPipeError:
                     raise WorkerCrashed(f"parse worker {self._pids[turn]} ended unexpectedly") from None
-                self._plan.put((turn, position()))
+                self._plan.put((turn, read))
                 turn = (turn + 1) % self._count
         except BaseException as exc:  # raised by results(), in its turn
             error = exc
@@ -235,10 +282,11 @@ class ParseWorkers:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a Celery pool's handlers
         try:
             while (message := _receive(inbox)) is not _EOF:
-                raw, where, line, index, source_name, parsed = message
-                record = RawRecord(raw=raw, where=where, line=line, index=index, source_name=source_name)
-                if parsed:
-                    record.value = _json_value(raw)
+                record = self._record(message)
+                if not isinstance(record, RawRecord):  # a located error, or (_SERIAL, index)
+                    _send(outbox, record)
+                    outbox.flush()
+                    continue
                 result = self._prepare_one(record)
                 if isinstance(result, PreparedRun):
                     try:
@@ -258,6 +306,25 @@ class ParseWorkers:
                 pass
             return 1
         return 0
+
+    def _record(self, message: tuple[Any, ...]) -> RawRecord | RecordError | tuple[str, int]:
+        """The record a message stands for, read from the file where it is a span."""
+        if message[0] == _RAW:
+            _, raw, where, line, index, source_name, parsed = message
+            record = RawRecord(raw=raw, where=where, line=line, index=index, source_name=source_name)
+            if parsed:
+                record.value = _json_value(raw)
+            return record
+        kind, start, end, line, index = message
+        assert self._source_fd is not None
+        span = RecordSpan(start, end, line, index, element=kind == _ELEMENT)
+        raw = os.pread(self._source_fd, end - start, start)
+        read = element_from_span(raw, span) if span.element else record_from_span(raw, span)
+        if read is None:
+            return (_SERIAL, index)
+        if isinstance(read, RawRecord):
+            read.source_name = self._source_name
+        return read
 
 
 def _json_value(raw: bytes) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import tempfile
@@ -27,7 +28,14 @@ from core.models import Project
 from core.services import audit_record
 from trajectories.blobs import file_unpack, file_writer
 from trajectories.formats import IMPORTERS, Importer, RawRecord, RecordError, importer_detect, importer_get
-from trajectories.formats.reading import open_maybe_gzip, sniff_container
+from trajectories.formats.reading import (
+    RecordSpan,
+    SerialFrom,
+    open_maybe_gzip,
+    scan_json_array,
+    scan_jsonl,
+    sniff_container,
+)
 from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
 from trajectories.models import ImportJob, ImportStatus, SourceFile
@@ -277,20 +285,37 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
 
     defaults = (job.default_model, job.default_scaffold)
     with contextlib.ExitStack() as stack:
-        # A JSON array's reader parses each element to find where it ends: a worker would parse
-        # it a second time, which costs more than the workers save (PostgreSQL takes a core too).
-        parallel = importer.name in PARALLEL_FORMATS and sniff_container(head) != "array"
+        # How the importer cuts the file ("jsonl", "array", "document"); only the parallel formats say.
+        container_of: Callable[[bytes], str] | None = getattr(importer, "container", None)
+        container = container_of(head) if container_of is not None and importer.name in PARALLEL_FORMATS else ""
+        spans: Iterator[RecordSpan | RecordError | SerialFrom] | None = None
+        if archive is None and body is plain and container in ("jsonl", "array"):
+            # A plain file: this process only finds where the records are; the workers read them.
+            size = os.fstat(plain.fileno()).st_size
+            spans = (scan_json_array if container == "array" else scan_jsonl)(plain.fileno(), size)
+        # A JSON array that cannot be scanned (it is gzipped) is cut by its reader, which parses
+        # each element to find its end: a worker would parse it a second time for nothing.
+        parallel = spans is not None or (bool(container) and sniff_container(head) != "array")
         if writer.use_copy and PARSE_WORKERS > 0 and parallel:
             # Parsing runs in worker processes, one per core (see import_workers), and comes back
             # rendered; a thread collects it one batch ahead while this one feeds PostgreSQL.
+            name = job.source_file.name
+
+            def serial_from(count: int) -> Iterator[RawRecord | RecordError]:
+                body.seek(0)
+                return itertools.islice(_named(importer.records(body), name), count, None)
+
             workers = stack.enter_context(
                 ParseWorkers(
                     count=PARSE_WORKERS,
                     prepare_one=lambda record: _prepare_one(importer, record, defaults),
                     writer=writer,
+                    source_fd=plain.fileno(),
+                    source_name=name,
+                    serial_from=serial_from,
                 )
             )
-            items = workers.results(records, bytes_so_far)
+            items = workers.results(spans if spans is not None else records, bytes_so_far)
             stop: Callable[[], None] | None = workers.stop
         else:
             # Reading and parsing run one batch ahead in a thread of their own, so that they go on

@@ -1,0 +1,209 @@
+"""The span scanners (reading.scan_jsonl, reading.scan_json_array) cut a file exactly as the streaming
+readers do: the same records, the same located errors, whatever the strings hold and wherever the
+scanner's chunks end. A span the scanner cannot vouch for hands the rest to iter_json_array."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import tempfile
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from trajectories.formats import reading
+from trajectories.formats.base import RawRecord, RecordError
+from trajectories.formats.reading import (
+    RecordSpan,
+    SerialFrom,
+    element_from_span,
+    iter_json_array,
+    iter_jsonl,
+    record_from_span,
+    scan_json_array,
+    scan_jsonl,
+)
+
+PROPERTIES = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def read_by_spans(data: bytes, *, array: bool) -> list[RawRecord | RecordError]:
+    """What the parallel import reads: spans parsed on their own, iter_json_array from a doubt on."""
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        fd = f.fileno()
+        out: list[RawRecord | RecordError] = []
+        for item in scan_json_array(fd, len(data)) if array else scan_jsonl(fd, len(data)):
+            serial_from = None
+            if isinstance(item, SerialFrom):
+                serial_from = item.count
+            elif isinstance(item, RecordError):
+                out.append(item)
+            else:
+                raw = os.pread(fd, item.end - item.start, item.start)
+                record = element_from_span(raw, item) if array else record_from_span(raw, item)
+                if record is None:
+                    serial_from = item.index
+                else:
+                    out.append(record)
+            if serial_from is not None:
+                f.seek(0)
+                return out + list(itertools.islice(iter_json_array(f), serial_from, None))
+        return out
+
+
+def _seen(items: list[RawRecord | RecordError]) -> list[tuple[Any, ...]]:
+    return [
+        ("error", i.message, i.where, i.line)
+        if isinstance(i, RecordError)
+        else ("record", i.raw, i.where, i.line, i.index, json.dumps(i.value))
+        for i in items
+    ]
+
+
+def assert_read_alike(data: bytes, *, array: bool = True) -> None:
+    serial = list((iter_json_array if array else iter_jsonl)(io.BytesIO(data)))
+    assert _seen(read_by_spans(data, array=array)) == _seen(serial)
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Chunks of a few bytes, so that every kind of byte falls on a chunk's edge somewhere."""
+    monkeypatch.setattr(reading, "SCAN_CHUNK", 5)
+
+
+ARRAYS = [
+    b"[]",
+    b" \n[\n  ]\n",
+    b"[1]",
+    b'[1,2,"three",null,true,{"a":[]}]',
+    b'[{"a":"]"},"\\"",[["x"]],"\\\\","\\\\\\"]"]',
+    b'[{"k":"}\\\\"},{"k":"\\\\\\\\\\""}]',
+    b'[\n  {"a": 1},\n\n  {"b": [1, 2, {"c": "}"}]}\n]\n',
+    b"\xef\xbb\xbf[1]",
+    b' \xef\xbb\xbf [ "bom after whitespace" ]',
+    b"[NaN, 1e400, 123456789012345678901234567890]",  # only the stdlib scanner takes these
+    b'["\\ud800"]',
+    b'[{"a":"\xff"}, 2, {"b": "\xc3"}]',  # not UTF-8: that element alone is rejected
+]
+BROKEN_ARRAYS = [
+    b"",
+    b"x",
+    b"{}",
+    b"[",
+    b"[1",
+    b'["abc',
+    b'[{"a":1},',
+    b'[{"a":1}, ',
+    b"[1,]",
+    b"[,1]",
+    b"[1,,2]",
+    b"[1 2]",
+    b"[1}",
+    b"[}",
+    b"[tru]",
+    b'[{"a":1} x]',
+    b"[1] x",
+    b"[1]]",
+    b"[\xff]",
+    b'[{"a": 1}, {"b": tru}, {"c": 3}]',
+    b'[{"a": "x\\q"}]',
+    b'[{"a": "tab\there"}]',
+    b'[1, \\"2"]',
+]
+
+
+@pytest.mark.parametrize("data", ARRAYS + BROKEN_ARRAYS)
+def test_arrays_read_alike(data: bytes) -> None:
+    assert_read_alike(data)
+
+
+@pytest.mark.parametrize("data", ARRAYS + BROKEN_ARRAYS)
+def test_arrays_read_alike_whatever_the_chunks(data: bytes, tiny_chunks) -> None:
+    assert_read_alike(data)
+
+
+LINES = [
+    b"",
+    b"\n",
+    b'{}\n\n  \n{"a":1}',
+    b'\xef\xbb\xbf{"a":1}\n{}',
+    b" {}\n{x}\n",
+    b"{}\r\n{}\r\n",
+    b"\xef\xbb\xbf\n{}",
+]
+
+
+@pytest.mark.parametrize("data", LINES)
+def test_json_lines_read_alike_whatever_the_chunks(data: bytes, monkeypatch) -> None:
+    assert_read_alike(data, array=False)
+    monkeypatch.setattr(reading, "SCAN_CHUNK", 3)
+    assert_read_alike(data, array=False)
+
+
+def test_a_line_or_element_over_the_size_limit_is_located_as_before(monkeypatch) -> None:
+    monkeypatch.setattr(reading, "MAX_RECORD_BYTES", 64)
+    monkeypatch.setattr(reading, "CHUNK", 16)
+    long = b'{"a": "' + b"x" * 100 + b'"}'
+    assert_read_alike(b"{}\n" + long + b"\n{}\n", array=False)
+    assert_read_alike(b"[{}, " + long + b", {}]")
+
+
+# Strings full of what a scanner can trip on: quotes, backslashes, brackets and commas.
+tricky_text = st.text(alphabet=st.sampled_from(list('"\\[]{},: \n\tab\u00e9\u2028😀')), max_size=12)
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), tricky_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(tricky_text, inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@st.composite
+def array_files(draw) -> bytes:
+    elements = draw(st.lists(values, max_size=6))
+    indent = draw(st.sampled_from([None, 0, 2]))
+    data = json.dumps(elements, indent=indent, ensure_ascii=draw(st.booleans())).encode()
+    if draw(st.booleans()):  # cut short, or one byte changed: the scanner must defer to the reader
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if draw(st.booleans()):
+            data = data[:at]
+        else:
+            data = data[:at] + draw(st.sampled_from([b'"', b"\\", b"]", b"}", b",", b"[", b" ", b"x"])) + data[at + 1 :]
+    return data
+
+
+@PROPERTIES
+@given(data=array_files(), chunk=st.sampled_from([1, 2, 3, 7, 64, 4 << 20]))
+def test_any_array_reads_alike(data: bytes, chunk: int) -> None:
+    original = reading.SCAN_CHUNK
+    reading.SCAN_CHUNK = chunk
+    try:
+        assert_read_alike(data)
+    finally:
+        reading.SCAN_CHUNK = original
+
+
+def test_spans_cover_the_elements_bytes() -> None:
+    data = b'[ {"a": "x,y"} ,\n"\\"]", 3 ]'
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        spans = list(scan_json_array(f.fileno(), len(data)))
+    assert all(isinstance(s, RecordSpan) for s in spans)
+    assert [data[s.start : s.end].strip() for s in spans if isinstance(s, RecordSpan)] == [
+        b'{"a": "x,y"}',
+        b'"\\"]"',
+        b"3",
+    ]

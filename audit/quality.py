@@ -30,7 +30,7 @@ CSV_TABLES = ("project", "slices", "annotators", "pairs", "annotator_slices", "a
 def quality(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     check_role(role=role, allowed=REVIEWER_ROLES)
-    view = quality_view(project=project)
+    view = quality_view(project=project, slice_key=request.GET.get("slice", "")[:200])
     context = {
         "project": project,
         "role": role,

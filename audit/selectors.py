@@ -459,6 +459,8 @@ class QualityView:
     pair_names: list[str]
     pair_matrix: list[tuple[str, list[AgreementSnapshot | None]]]
     history: list[tuple[datetime, float | None]]
+    history_slice: str
+    slice_keys: list[str]
     escalation_rate: float | None
     escalations_open: int
     throughput: list[tuple[str, int]]
@@ -469,7 +471,7 @@ def latest_run(project: Project) -> AgreementRun | None:
     return AgreementRun.objects.filter(project=project).order_by("-started_at", "-id").first()
 
 
-def quality_view(*, project: Project) -> QualityView:
+def quality_view(*, project: Project, slice_key: str = "") -> QualityView:
     run = latest_run(project)
     snaps = (
         list(
@@ -496,12 +498,9 @@ def quality_view(*, project: Project) -> QualityView:
             cell[(s.annotator.username, s.other.username)] = s
             cell[(s.other.username, s.annotator.username)] = s
     matrix = [(a, [cell.get((a, b)) for b in names]) for a in names]
-    history = [
-        (s.computed_at, s.value)
-        for s in AgreementSnapshot.objects.filter(
-            project=project, scope="project", measure="target", coefficient__startswith="cohen"
-        ).order_by("-computed_at")[:60]
-    ][::-1]
+    over_time = AgreementSnapshot.objects.filter(project=project, measure="target", coefficient__startswith="cohen")
+    over_time = over_time.filter(scope="slice", slice_key=slice_key) if slice_key else over_time.filter(scope="project")
+    history = [(s.computed_at, s.value) for s in over_time.order_by("-computed_at")[:60]][::-1]
     audited = Consensus.objects.filter(trajectory__project=project).values("trajectory_id").distinct().count()
     escalated = Escalation.objects.filter(project=project).values("trajectory_id").distinct().count()
     since = timezone.now() - timedelta(days=13)
@@ -523,6 +522,8 @@ def quality_view(*, project: Project) -> QualityView:
         pair_names=names,
         pair_matrix=matrix,
         history=history,
+        history_slice=slice_key,
+        slice_keys=sorted({s.slice_key for s in slices if s.measure == "target"}),
         escalation_rate=escalated / audited if audited else None,
         escalations_open=Escalation.objects.filter(project=project, status=EscalationStatus.OPEN).count(),
         throughput=[(d, per_day.get(d, 0)) for d in days],

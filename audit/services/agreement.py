@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -502,14 +502,14 @@ def _gold_vector(steps: np.ndarray, keys: np.ndarray, table: dict[tuple[int, int
     return out
 
 
-def target_votes(labels: LabelArrays, rules: Rules, gold: dict[str, dict[tuple[int, int], int]]) -> Votes:
-    """The votes of the project's target variable (see the module docstring)."""
+def target_votes(
+    labels: LabelArrays, rules: Rules, gold: dict[str, dict[tuple[int, int], int]]
+) -> tuple[Votes, dict[str, Votes]]:
+    """The votes of the project's target variable (see the module docstring), and of the fields in it."""
     if rules.kind == ProjectKind.CODING:
         axes = [a for a in CODING_TARGET_AXES if a in labels.axes] or labels.axes
-        parts = []
-        for axis in axes:
-            parts.append(rubric_votes(labels, axis, gold))
-        return _concat(parts, q=5)
+        parts = {f"rubric:{axis}": rubric_votes(labels, axis, gold) for axis in axes}
+        return _concat(list(parts.values()), q=5), parts
     arg = Votes(
         unit=labels.arg_step * 2**32 + (labels.arg_key & 0xFFFFFFFF),
         step=labels.arg_step,
@@ -527,10 +527,10 @@ def target_votes(labels: LabelArrays, rules: Rules, gold: dict[str, dict[tuple[i
     pos = np.clip(pos, 0, max(labels.step.size - 1, 0))
     arg.trajectory = labels.trajectory[pos] if labels.step.size else arg.step
     arg.submitted = _submitted_of(labels, arg.step, arg.annotator)
-    env.code = np.where(env.code >= 0, env.code + 2, -1)
-    env.target = np.where(env.target >= 0, env.target + 2, -1)
-    env.q = arg.q = 5
-    return _concat([arg, env], q=5)
+    shifted = replace(
+        env, code=np.where(env.code >= 0, env.code + 2, -1), target=np.where(env.target >= 0, env.target + 2, -1)
+    )
+    return _concat([arg, shifted], q=5), {"argument": arg, "env_feedback": env}
 
 
 def _submitted_of(labels: LabelArrays, steps: np.ndarray, annotators: np.ndarray) -> np.ndarray:
@@ -640,11 +640,11 @@ class SliceIndex:
 
     def __init__(self, project: Project, labels: LabelArrays) -> None:
         steps = Step.objects.filter(trajectory__project=project).order_by()
+        combos = list(
+            steps.values_list("kind", "tool_name", "trajectory__model_name", "trajectory__goal__band").distinct()
+        )  # one scan for the four name lists
         names = {
-            "kind": sorted({str(k) for k in steps.values_list("kind", flat=True).distinct()}),
-            "tool": sorted({str(k) for k in steps.values_list("tool_name", flat=True).distinct()}),
-            "model": sorted({str(k) for k in steps.values_list("trajectory__model_name", flat=True).distinct()}),
-            "band": sorted({str(k or "") for k in steps.values_list("trajectory__goal__band", flat=True).distinct()}),
+            dim: sorted({str(c[i] or "") for c in combos}) for i, dim in enumerate(("kind", "tool", "model", "band"))
         }
         sql = (
             "SELECT s.id::int8, COALESCE(array_position(%s::text[], s.kind::text), 1)::int - 1,"
@@ -766,6 +766,15 @@ def tag_figures(labels: LabelArrays, rules: Rules) -> list[Scoped]:
     return out
 
 
+def field_figures(votes: Votes, measure: str, weights: str | None, level: str, rules: Rules) -> list[Scoped]:
+    """One label field, project-wide: Cohen's κ against the leave-one-out target, and the multi-rater figures."""
+    m = _judged(votes)
+    coefficient = "cohen_kappa_quadratic" if weights == "quadratic" else "cohen_kappa"
+    table = tables(np.zeros(int(m.sum()), dtype=np.int64), 1, votes.code[m], votes.target[m], votes.q)
+    out = [Scoped("project", "", measure, coefficient, kappa_figures(table, weights, rules.min_items)[0])]
+    return out + multi_rater(votes, measure=measure, level=level, q=votes.q)
+
+
 def compute(project: Project, *, bootstrap: bool = True) -> Computation:
     """Every scope's point estimates (and, with `bootstrap`, the cluster-bootstrap intervals of the target)."""
     started = time.perf_counter()
@@ -773,21 +782,18 @@ def compute(project: Project, *, bootstrap: bool = True) -> Computation:
     labels = load_labels(project)
     slices = SliceIndex(project, labels)
     gold = _gold_codes(project, labels)
-    target = target_votes(labels, rules, gold)
+    target, parts = target_votes(labels, rules, gold)
     weights = "quadratic" if rules.kind == ProjectKind.CODING else None
     snapshots = scope_figures(target, measure="target", weights=weights, rules=rules, slices=slices)
     if rules.kind == ProjectKind.TOOL_USE:
         snapshots += multi_rater(target, measure="target", level="nominal", q=5)
+        snapshots += field_figures(parts["argument"], "argument", None, "nominal", rules)
+        snapshots += field_figures(parts["env_feedback"], "env_feedback", None, "nominal", rules)
     for axis in labels.axes:
-        votes = rubric_votes(labels, axis, gold)
-        m = _judged(votes)
-        fig = kappa_figures(
-            tables(np.zeros(int(m.sum()), dtype=np.int64), 1, votes.code[m], votes.target[m], 5),
-            "quadratic",
-            rules.min_items,
-        )[0]
-        snapshots.append(Scoped("project", "", f"rubric:{axis}", "cohen_kappa_quadratic", fig))
-        snapshots += multi_rater(votes, measure=f"rubric:{axis}", level="ordinal", q=5)
+        votes = parts.get(f"rubric:{axis}") or rubric_votes(labels, axis, gold)
+        snapshots += field_figures(votes, f"rubric:{axis}", "quadratic", "ordinal", rules)
+    reward = with_targets(step_votes(labels, labels.reward), 3, np.full(labels.step.size, -1, dtype=np.int64))
+    snapshots += field_figures(reward, "process_reward", "quadratic", "ordinal", rules)
     snapshots += tag_figures(labels, rules)
     result = Computation(snapshots=snapshots, rows=labels.rows, point_ms=int((time.perf_counter() - started) * 1000))
     if bootstrap:

@@ -86,6 +86,8 @@ def test_quality_page_figures_and_csv(escalated, project, qa_lead, outsider) -> 
     html = page.content.decode()
     assert page.status_code == 200 and "What the target means" in html and "not enough data" in html
     assert 'id="pair-matrix"' in html and "<svg" in html
+    sliced = login(qa_lead).get(url, {"slice": "tool:get_reservation"}).content.decode()
+    assert '<option value="tool:get_reservation" selected>' in sliced
     csv = login(qa_lead).get(
         reverse("audit:quality_csv", kwargs={"project_slug": project.slug}), {"table": "annotators"}
     )

@@ -19,6 +19,7 @@ from django.db import transaction
 from core.models import Project, ProjectKind, Role
 from core.services import audit_record, membership_set, project_create
 from demo import rollouts
+from demo.audit import demo_audit_seed
 from trajectories.models import Goal, ImportJob, ImportStatus, SourceFile, Step, SweTask, ToolRegistry, Trajectory
 from trajectories.selectors.registries import registry_active
 from trajectories.services.imports import import_job_create, import_job_run, source_file_store
@@ -229,6 +230,9 @@ def demo_seed(
     projects = [tool_use, coding]
     if wait_s > 0 and not run_now:
         jobs = _wait_for_jobs(jobs, timeout_s=wait_s, stdout=stdout)
+    audited = {"labelled": 0}
+    if run_now or wait_s > 0:  # the runs are in: three annotators label some, consensus and agreement follow
+        audited = demo_audit_seed(project=tool_use)
     summary = {
         "users_created": made["users_created"],
         "goals_created": made["goals_created"],
@@ -246,6 +250,7 @@ def demo_seed(
             for j in jobs
         ],
         "trajectories": Trajectory.objects.filter(project__in=projects).count(),
+        "audited": audited["labelled"],
         "steps": Step.objects.filter(trajectory__project__in=projects).count(),
         "credentials": [(u.username, u.password, u.role) for u in DEMO_USERS],
     }
@@ -277,7 +282,10 @@ def _print(out: Writer, summary: dict[str, Any]) -> None:
         out.write(
             f"import #{job['job']} into {job['project']}: {job['status']} ({job['imported']} imported, {job['duplicates']} duplicates, {job['rejected']} rejected)\n"
         )
-    out.write(f"{summary['trajectories']} trajectories, {summary['steps']} steps in the demo projects\n\n")
+    out.write(f"{summary['trajectories']} trajectories, {summary['steps']} steps in the demo projects\n")
+    out.write(
+        f"{summary['audited']} airline trajectories labelled by ann1–ann3 and settled (escalations for qalead)\n\n"
+    )
     out.write(f"{'username':<10} {'password':<18} role\n{'-' * 10} {'-' * 18} {'-' * 16}\n")
     for username, password, role in summary["credentials"]:
         out.write(f"{username:<10} {password:<18} {role}\n")

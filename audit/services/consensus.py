@@ -19,6 +19,7 @@ from django.db.models import Count
 
 from annotation.models import Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
 from audit import consensus as rules_
+from audit.consensus import canonical
 from audit.models import (
     Consensus,
     ConsensusMethod,
@@ -274,6 +275,11 @@ def trajectory_consensus_compute(*, trajectory_id: int) -> ConsensusReport:
     rules = rules_for(project)
     existing = list(Consensus.objects.filter(trajectory=trajectory))
     adjudicated = {(c.step_id, c.field): c.value for c in existing if c.method == ConsensusMethod.ADJUDICATED}
+    previous = {
+        (c.step_id, c.field): (canonical(c.value), c.method)
+        for c in existing
+        if c.method != ConsensusMethod.ADJUDICATED
+    }
     escalated: dict[tuple[int | None, str], str] = {
         (step_id, key): status
         for step_id, key, status in Escalation.objects.filter(trajectory=trajectory).values_list(
@@ -345,7 +351,8 @@ def trajectory_consensus_compute(*, trajectory_id: int) -> ConsensusReport:
         _, created = Review.objects.get_or_create(trajectory=trajectory, defaults={"project": project})
         report.reviewed = created
     report.status = trajectory.status
-    if rows or new or trajectory.status != before:
+    changed = previous != {(c.step_id, c.field): (canonical(c.value), c.method) for c in rows}
+    if changed or new or trajectory.status != before:
         audit_record(
             actor=None,
             verb="consensus.compute",

@@ -95,8 +95,10 @@ def test_a_planted_disagreement_escalates_to_the_least_loaded_qa_lead(setup, pro
     assert [v for _, _, v in escalation_votes(reward)] == [-1, 0, 1]
     runs[0].refresh_from_db()
     assert runs[0].status == TrajectoryStatus.ESCALATED
-    # idempotent: a rerun changes nothing and opens nothing twice
+    # idempotent: a rerun changes nothing, opens nothing twice and logs nothing
+    events = AuditEvent.objects.filter(verb="consensus.compute").count()
     again = trajectory_consensus_compute(trajectory_id=runs[0].pk)
+    assert AuditEvent.objects.filter(verb="consensus.compute").count() == events
     assert again.new_escalations == 0 and Escalation.objects.count() == 2
     assert Consensus.objects.filter(trajectory=runs[0]).count() == first.settled
 

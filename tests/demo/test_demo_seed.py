@@ -73,6 +73,17 @@ def test_demo_seed_creates_everything_once():
     assert Step.objects.filter(trajectory__project=coding).count() > 0
     assert summary["steps"] == Step.objects.count() > 0
 
+    # the audited part: three annotators labelled the first runs; disagreements wait for the QA lead
+    from audit.models import AgreementRun, Consensus, Escalation
+
+    assert summary["audited"] == 12
+    qalead = get_user_model().objects.get(username="qalead")
+    assert Escalation.objects.filter(project=tool_use, assigned_to=qalead, field="process_reward").count() == 3
+    assert Escalation.objects.filter(project=tool_use, field="failure_modes").exists()
+    assert Consensus.objects.filter(trajectory__project=tool_use, field="env_feedback").exists()
+    assert AgreementRun.objects.filter(project=tool_use).exists()
+    assert "12 airline trajectories labelled" in printed
+
     before = _counts()
     again = io.StringIO()
     call_command("demo_seed", "--run-imports-here", stdout=again)

@@ -27,7 +27,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -317,41 +316,6 @@ def queries(slug: str) -> dict[str, int]:
     return out
 
 
-class Server:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.port = port
-        self.proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "gunicorn"),
-                "config.wsgi",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "2",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-
-    def wait(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("gunicorn did not answer")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-
-
 def queue_latency(base: str, slug: str, requests: int) -> dict[str, list[float]]:
     import logging
 
@@ -437,6 +401,8 @@ def main() -> None:
 
     slug = Project.objects.get(pk=info["project"]).slug
     counted = queries(slug)
+    from bench.workspace_bench import Server  # the same gunicorn, started and stopped the same way
+
     server = Server(env, args.port)
     try:
         server.wait()

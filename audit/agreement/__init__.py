@@ -3,7 +3,7 @@
 Pure Python and numpy (no Django), following AGREEMENT.md §1 and §7.2.
 """
 
-from audit.agreement.bootstrap import BootstrapCI, bootstrap_ci, cluster_sums
+from audit.agreement.bootstrap import BootstrapCI, bootstrap_ci, cluster_sums, domain_bootstrap_ci
 from audit.agreement.coefficients import (
     MIN_ITEMS,
     MIN_PER_CATEGORY,
@@ -68,6 +68,7 @@ __all__ = [
     "counts_from_table",
     "difference_matrix",
     "disagreement_weights",
+    "domain_bootstrap_ci",
     "encode",
     "exact_distance",
     "fleiss_kappa",

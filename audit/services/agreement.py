@@ -38,6 +38,7 @@ from audit.agreement import (
     bootstrap_ci,
     cohen_kappa_stack,
     coincidence_matrix,
+    domain_bootstrap_ci,
     fleiss_kappa,
     gwet_ac1,
     krippendorff_alpha,
@@ -823,8 +824,14 @@ def _interval(
 
 
 def _bootstrap(result: Computation, v: Votes, weights: str | None, rules: Rules, slices: SliceIndex) -> None:
+    """Intervals of the target for the project, each annotator and each slice, from one set of resamples of
+    the trajectories (each scope a domain of the same sample)."""
     judged = _judged(v)
     in_slice = dict(slices.masks(v.step))
+    cluster, n_clusters = dense(np.where(judged, v.trajectory, -1))
+    q = v.q
+    wanted: list[Scoped] = []
+    domains: list[tuple[np.ndarray, np.ndarray]] = []
     for s in result.snapshots:
         if s.measure != "target" or s.figure.value is None or s.scope not in ("project", "annotator", "slice"):
             continue
@@ -835,7 +842,23 @@ def _bootstrap(result: Computation, v: Votes, weights: str | None, rules: Rules,
             mask = judged & (v.annotator == s.annotator)
         elif s.scope == "slice":
             mask = judged & in_slice[s.slice_key]
-        s.figure.ci = _interval(v, mask, weights, rules)
+        flat = np.bincount(
+            (cluster[mask] * q + v.code[mask]) * q + v.target[mask], minlength=n_clusters * q * q
+        ).reshape(n_clusters, q, q)
+        present = np.flatnonzero(flat.sum(axis=(1, 2)))
+        wanted.append(s)
+        domains.append((present, flat[present].astype(np.float64)))
+    if not wanted:
+        return
+    intervals = domain_bootstrap_ci(
+        domains,
+        n_clusters,
+        lambda t: cohen_kappa_stack(t, weights).kappa,
+        B=rules.bootstrap_resamples,
+        seed=SEED,
+    )
+    for s, ci in zip(wanted, intervals, strict=True):
+        s.figure.ci = (ci.low, ci.high)
 
 
 def _calibration(

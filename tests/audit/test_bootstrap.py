@@ -112,3 +112,47 @@ def test_a_single_cluster_gives_no_interval() -> None:
     a, b = two_raters(10, seed=3)
     ci = bootstrap_ci(item_tables(a, b, 3), np.zeros(10), kappa_of, B=100, seed=1)
     assert (ci.low, ci.high, ci.reason) == (None, None, TOO_FEW_CLUSTERS)
+
+
+def test_domain_bootstrap_of_the_whole_sample_agrees_with_the_cluster_bootstrap() -> None:
+    """One domain that is every cluster: the same resampling scheme as bootstrap_ci, so a similar interval."""
+    from audit.agreement import domain_bootstrap_ci
+
+    rng = np.random.default_rng(5)
+    clusters = 300
+    truth = rng.integers(0, 2, size=(clusters, 6))
+    other = np.where(rng.random(truth.shape) < 0.85, truth, 1 - truth)
+    tables = np.zeros((clusters, 2, 2))
+    for c in range(clusters):
+        np.add.at(tables[c], (truth[c], other[c]), 1)
+    kappa = lambda t: cohen_kappa_stack(t).kappa  # noqa: E731
+    whole = bootstrap_ci(tables, np.arange(clusters), kappa, B=2000, seed=1)
+    (domain,) = domain_bootstrap_ci([(np.arange(clusters), tables)], clusters, kappa, B=2000, seed=2)
+    point = cohen_kappa(tables.sum(axis=0)).value
+    assert domain.low < point < domain.high
+    assert abs(domain.low - whole.low) < 0.03 and abs(domain.high - whole.high) < 0.03
+    again = domain_bootstrap_ci([(np.arange(clusters), tables)], clusters, kappa, B=2000, seed=2)
+    assert again[0] == domain  # same seed, same interval
+
+
+def test_a_small_domain_gets_a_wider_interval_and_a_tiny_one_none() -> None:
+    from audit.agreement import domain_bootstrap_ci
+
+    rng = np.random.default_rng(6)
+    clusters = 400
+    tables = np.zeros((clusters, 2, 2))
+    for c in range(clusters):
+        a = rng.integers(0, 2, size=8)
+        b = np.where(rng.random(8) < 0.8, a, 1 - a)
+        np.add.at(tables[c], (a, b), 1)
+    kappa = lambda t: cohen_kappa_stack(t).kappa  # noqa: E731
+    small = np.arange(0, clusters, 10)
+    whole, part, single = domain_bootstrap_ci(
+        [(np.arange(clusters), tables), (small, tables[small]), (np.array([3]), tables[[3]])],
+        clusters,
+        kappa,
+        B=500,
+        seed=3,
+    )
+    assert (part.high - part.low) > (whole.high - whole.low)
+    assert single.low is None and single.reason == TOO_FEW_CLUSTERS

@@ -11,5 +11,6 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("p/<slug:project_slug>/verification/", include("verification.urls")),
     path("p/<slug:project_slug>/work/", include("annotation.urls")),
+    path("p/<slug:project_slug>/batches/", include("exports.urls")),
     path("p/<slug:project_slug>/", include("trajectories.urls")),
 ]

@@ -13,6 +13,7 @@ class Batch(models.Model):
     filters = models.JSONField(default=dict, blank=True)
     trajectories = models.ManyToManyField(Trajectory, related_name="batches", blank=True)
     frozen_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True, help_text="Counts and agreement when it was cut.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

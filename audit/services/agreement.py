@@ -84,6 +84,19 @@ class LabelArrays:
     def rows(self) -> int:
         return int(self.step.size)
 
+    def restrict(self, trajectory_ids: npt.NDArray[np.int64]) -> LabelArrays:
+        """Only the labels of these trajectories (a batch)."""
+        keep = np.isin(self.trajectory, trajectory_ids)
+        steps = np.unique(self.step[keep])
+        arg_keep = np.isin(self.arg_step, steps)
+        per_label = ("trajectory", "step", "annotator", "gold", "submitted", "env", "reward", "rubric", "tags")
+        per_arg = ("arg_step", "arg_annotator", "arg_gold", "arg_key", "arg_code")
+        return replace(
+            self,
+            **{name: getattr(self, name)[keep] for name in per_label},
+            **{name: getattr(self, name)[arg_keep] for name in per_arg},
+        )
+
 
 def _pg_packed_ints(sql: str, params: Iterable[Any], widths: list[int]) -> npt.NDArray[Any]:
     """Rows of NOT NULL integer columns packed by PostgreSQL into one bytea (int4send / int8send, big-endian),
@@ -776,11 +789,14 @@ def field_figures(votes: Votes, measure: str, weights: str | None, level: str, r
     return out + multi_rater(votes, measure=measure, level=level, q=votes.q)
 
 
-def compute(project: Project, *, bootstrap: bool = True) -> Computation:
-    """Every scope's point estimates (and, with `bootstrap`, the cluster-bootstrap intervals of the target)."""
+def compute(project: Project, *, bootstrap: bool = True, trajectory_ids: list[int] | None = None) -> Computation:
+    """Every scope's point estimates (and, with `bootstrap`, the cluster-bootstrap intervals of the target);
+    with `trajectory_ids`, of those trajectories only (a batch)."""
     started = time.perf_counter()
     rules = rules_for(project)
     labels = load_labels(project)
+    if trajectory_ids is not None:
+        labels = labels.restrict(np.asarray(trajectory_ids, dtype=np.int64))
     slices = SliceIndex(project, labels)
     gold = _gold_codes(project, labels)
     target, parts = target_votes(labels, rules, gold)

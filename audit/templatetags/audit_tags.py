@@ -104,3 +104,14 @@ def bar_chart(bars: list[tuple[str, int]]) -> str:
         parts.append(f'<text x="{bx + 2:.1f}" y="{height - 6}">{escape(label[-2:])}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 (escaped)
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def zip_labels(values: list[int], labels: list[str]) -> list[tuple[str, int]]:
+    """(label, value) pairs for bar_chart."""
+    return list(zip(labels, values, strict=False))

@@ -217,6 +217,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "trajectories.tasks.import_job_run_task": {"queue": "imports"},
     "verification.tasks.*": {"queue": "checks"},
+    "exports.tasks.*": {"queue": "imports"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

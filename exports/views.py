@@ -7,16 +7,18 @@ import io
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.http import AuthenticatedHttpRequest, render_page
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
+from exports.formats import FORMATS
 from exports.forms import BatchForm
 from exports.reports import REWARD_BINS, project_reports, report_csv_rows
-from exports.selectors import batch_get, batch_open_escalations, batches_for_project
+from exports.selectors import batch_exports, batch_get, batch_open_escalations, batches_for_project, export_get
 from exports.services.batches import batch_create
+from exports.services.jobs import OPTIONS, export_dir, export_job_create
 from trajectories.selectors.reliability import GROUPINGS
 
 
@@ -55,7 +57,15 @@ def batch_detail(request: AuthenticatedHttpRequest, project_slug: str, batch_id:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     check_role(role=role, allowed=REVIEW_ROLES)
     batch = batch_get(project=project, batch_id=batch_id)
-    context = {"project": project, "role": role, "batch": batch, "open": batch_open_escalations(batch=batch)}
+    context = {
+        "project": project,
+        "role": role,
+        "batch": batch,
+        "open": batch_open_escalations(batch=batch),
+        "exports": batch_exports(batch=batch),
+        "formats": [(cls.name, cls.label) for cls in FORMATS.values()],
+        "can_manage": role in MANAGE_ROLES,
+    }
     return render_page(request, "exports/batch.html", context)
 
 
@@ -89,3 +99,44 @@ def reports(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRespons
         "bins": [f"{REWARD_BINS[i]:.1f}" for i in range(len(REWARD_BINS) - 1)],
     }
     return render_page(request, "exports/reports.html", context)
+
+
+@require_POST
+def export_create(request: AuthenticatedHttpRequest, project_slug: str, batch_id: int) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    batch = batch_get(project=project, batch_id=batch_id)
+    try:
+        job = export_job_create(
+            actor=request.user,
+            batch=batch,
+            format=request.POST.get("format", ""),
+            options={name: request.POST.get(name) == "on" for name in OPTIONS},
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("exports:batch", project_slug=project.slug, batch_id=batch.pk)
+    return redirect("exports:export", project_slug=project.slug, batch_id=batch.pk, job_id=job.pk)
+
+
+@require_GET
+def export_detail(request: AuthenticatedHttpRequest, project_slug: str, batch_id: int, job_id: int) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=REVIEW_ROLES)
+    job = export_get(batch=batch_get(project=project, batch_id=batch_id), job_id=job_id)
+    return render_page(request, "exports/export.html", {"project": project, "job": job}, partial="progress")
+
+
+@require_GET
+def export_download(
+    request: AuthenticatedHttpRequest, project_slug: str, batch_id: int, job_id: int, name: str
+) -> FileResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=REVIEW_ROLES)
+    job = export_get(batch=batch_get(project=project, batch_id=batch_id), job_id=job_id)
+    if name not in {f["name"] for f in job.files}:
+        raise Http404("No such file.")
+    path = export_dir(job) / name
+    if not path.is_file():
+        raise Http404("The file is gone from the server.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name)

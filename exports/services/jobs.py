@@ -1,0 +1,184 @@
+"""Export jobs: a batch in a format, written by a Celery worker as files with a provenance manifest.
+
+The data files are repeatable — the same batch and options give the same bytes (rows in trajectory
+order, canonical JSON) — and only the manifest's creation time differs between runs. The manifest
+hashes every record and every file; `verify_manifest` finds any changed byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Assignment, AssignmentStatus
+from core.services import audit_record
+from exports.formats import FORMATS
+from exports.formats.base import sources
+from exports.models import Batch, ExportJob, ExportStatus
+from trajectories.selectors.registries import registry_active
+from verification.models import CheckRun
+
+EXPORT_TASK = "exports.tasks.export_job_run_task"
+OPTIONS = ("apply_corrections", "drop_wrong")
+PROGRESS_EVERY = 200
+
+
+def export_dir(job: ExportJob) -> Path:
+    return Path(settings.MEDIA_ROOT) / "exports" / str(job.pk)
+
+
+@transaction.atomic
+def export_job_create(*, actor: User, batch: Batch, format: str, options: dict[str, Any] | None = None) -> ExportJob:
+    if format not in FORMATS:
+        raise ValidationError({"format": f"unknown format {format!r}; one of {', '.join(sorted(FORMATS))}"})
+    options = {k: bool(v) for k, v in (options or {}).items() if v}
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValidationError({"options": f"unknown option(s): {', '.join(unknown)}"})
+    job = ExportJob.objects.create(
+        batch=batch, format=format, options=options, created_by=actor, records_total=batch.trajectories.count()
+    )
+    audit_record(
+        actor=actor,
+        verb="export.create",
+        target=job,
+        project=batch.project,
+        after={"format": format, "options": options},
+    )
+    transaction.on_commit(partial(current_app.send_task, EXPORT_TASK, args=[job.pk]))
+    return job
+
+
+def pseudonym(project_id: int, user_id: int) -> str:
+    """A stable name for an annotator in an export: never the account's name."""
+    return "annotator-" + hashlib.sha256(f"stepwise:{project_id}:{user_id}".encode()).hexdigest()[:12]
+
+
+def export_job_run(*, job_id: int) -> ExportJob:
+    """Write the job's files and manifest; a failure is recorded on the job with its reason."""
+    job = ExportJob.objects.select_related("batch__project").get(pk=job_id)
+    if job.status == ExportStatus.DONE:
+        return job
+    job.status, job.error, job.records_done = ExportStatus.RUNNING, "", 0
+    job.save(update_fields=["status", "error", "records_done"])
+    try:
+        _write(job)
+    except Exception as exc:  # the job says why; the worker keeps running
+        job.status, job.error = ExportStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        raise
+    return job
+
+
+def _write(job: ExportJob) -> None:
+    batch = job.batch
+    project = batch.project
+    exporter = FORMATS[job.format](project=project, options=job.options)
+    ids = list(batch.trajectories.order_by("id").values_list("id", flat=True))
+    folder = export_dir(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{project.slug}-{batch.pk}-{exporter.name}.{exporter.extension}"
+    records: list[dict[str, Any]] = []
+    whole = hashlib.sha256()
+    size = 0
+    with (folder / name).open("wb") as out:
+        for done, source in enumerate(sources(ids), start=1):
+            t = source.trajectory
+            for row in exporter.rows(source):
+                line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
+                out.write(line)
+                whole.update(line)
+                size += len(line)
+                records.append(
+                    {
+                        "line": len(records) + 1,
+                        "sha256": hashlib.sha256(line).hexdigest(),
+                        "trajectory": t.rollout_id or str(t.pk),
+                        "content_sha256": t.content_sha256,
+                        "source_payload_sha256": t.payload_sha256,
+                        "importer": t.source_format,
+                        "importer_version": t.importer_version,
+                    }
+                )
+            if done % PROGRESS_EVERY == 0:
+                ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+    registry = registry_active(project)
+    annotators = sorted(
+        {
+            pseudonym(project.pk, user_id)
+            for user_id in Assignment.objects.filter(
+                trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED
+            ).values_list("annotator_id", flat=True)
+        }
+    )
+    verifiers = sorted(
+        {
+            f"{kind}:{version}"
+            for kind, version in CheckRun.objects.filter(trajectory_id__in=ids)
+            .values_list("kind", "verifier_version")
+            .distinct()
+        }
+    )
+    manifest = {
+        "created_at": timezone.now().isoformat(),
+        "format": {"name": exporter.name, "version": exporter.version, "options": job.options},
+        "project": project.slug,
+        "batch": {
+            "id": batch.pk,
+            "name": batch.name,
+            "frozen_at": batch.frozen_at.isoformat() if batch.frozen_at else None,
+            "filters": batch.filters,
+            "trajectories": len(ids),
+        },
+        "registry": {"version": registry.version, "sha256": registry.sha256} if registry else None,
+        "guideline_version": project.guideline_version,
+        "verifiers": verifiers,
+        "container_images": [],
+        "annotators": annotators,
+        "agreement": [f for f in batch.summary.get("agreement", []) if f.get("measure") == "target"],
+        "files": [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}],
+        "records": records,
+    }
+    (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    job.files = [{"name": name, "bytes": size, "sha256": whole.hexdigest()}, {"name": "manifest.json"}]
+    job.manifest = {k: v for k, v in manifest.items() if k != "records"}
+    job.records_done = len(ids)
+    job.status = ExportStatus.DONE
+    job.finished_at = timezone.now()
+    job.save(update_fields=["files", "manifest", "records_done", "status", "finished_at"])
+
+
+def verify_manifest(path: Path) -> list[str]:
+    """Every difference between the files beside a manifest and what it recorded ([] when none)."""
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return [f"{path}: not a readable manifest ({exc})"]
+    problems: list[str] = []
+    for entry in manifest.get("files", []):
+        file = path.parent / entry["name"]
+        if not file.exists():
+            problems.append(f"{entry['name']}: missing")
+            continue
+        data = file.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            problems.append(f"{entry['name']}: sha256 differs from the manifest")
+        lines = data.splitlines(keepends=True)
+        records = manifest.get("records", [])
+        if len(lines) != len(records):
+            problems.append(f"{entry['name']}: {len(lines)} lines, the manifest lists {len(records)} records")
+        for record, line in zip(records, lines, strict=False):
+            if hashlib.sha256(line).hexdigest() != record["sha256"]:
+                problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
+    return problems

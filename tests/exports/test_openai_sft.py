@@ -12,40 +12,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from jsonschema import Draft202012Validator
 
-from audit.services.consensus import trajectory_consensus_compute
 from exports.models import ExportJob, ExportStatus
-from exports.services.batches import batch_create
 from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
-from tests.annotation.helpers import freeze_registry, import_runs
-from tests.audit.helpers import claim, label_and_submit, team
 from tests.conftest import login
 
 pytestmark = pytest.mark.smoke
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "exports/formats/openai_sft.schema.json").read_text())
-
-
-@pytest.fixture
-def batch(project, pm, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    freeze_registry(project, pm)
-    project.gold_rate = 0.0
-    project.review_rate = 0.0
-    project.save(update_fields=["gold_rate", "review_rate"])
-    runs = import_runs(project, 3)
-    users = team(project, pm)
-    fix = {"argument_verdicts": {"reservation_id": "invalid"}, "corrected_arguments": {"reservation_id": "ZFA999"}}
-    for r, run in enumerate(runs):
-        for user in users:
-            steps = (
-                {0: fix}
-                if r == 1
-                else {0: {"tool_verdict": "wrong", "correct_tool": "get_reservation"}}
-                if r == 2
-                else None
-            )
-            label_and_submit(claim(project, user, run), user, steps=steps)
-        trajectory_consensus_compute(trajectory_id=run.pk)
-    return batch_create(actor=pm, project=project, name="sft", filters={})
 
 
 def _run(pm, batch, **options) -> tuple[ExportJob, list[dict], Path]:

@@ -1,0 +1,87 @@
+"""ShareGPT as LLaMA-Factory reads it (formatting "sharegpt" with tools): one row per trajectory,
+`conversations` of human / gpt / function_call / observation turns, `system`, `tools` (a JSON string).
+
+LLaMA-Factory's alternation holds on every row: human or observation at even positions, gpt or
+function_call at odd ones, starting with human and ending on gpt. A model turn's parallel calls are one
+function_call (a JSON list) and their results one observation (a JSON list); the plan beside a call has
+no place in this format and is left out. Where a trajectory would
+break the alternation (two assistant turns, or two inputs of different kinds, in a row) the row stops
+before the break, at its last gpt turn; two user messages in a row are joined. Schema: sharegpt.schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from exports.formats.base import Source
+from exports.formats.openai_sft import OpenAISftExporter
+
+INPUTS = ("human", "observation")
+OUTPUTS = ("gpt", "function_call")
+
+
+class ShareGptExporter:
+    name: ClassVar[str] = "sharegpt"
+    label: ClassVar[str] = "ShareGPT (LLaMA-Factory)"
+    version: ClassVar[str] = "1.0"
+    extension: ClassVar[str] = "jsonl"
+
+    def __init__(self, *, project: Any, options: dict[str, Any]) -> None:
+        self.chat = OpenAISftExporter(project=project, options=options)
+        self.tools = json.dumps([t["function"] for t in self.chat.tools], ensure_ascii=False, sort_keys=True)
+
+    def rows(self, source: Source) -> Iterator[dict[str, Any]]:
+        for chat in self.chat.rows(source):
+            system = "\n\n".join(m["content"] for m in chat["messages"] if m["role"] == "system")
+            turns = list(_turns([m for m in chat["messages"] if m["role"] != "system"]))
+            conversations = alternating(turns)
+            if conversations:
+                yield {"conversations": conversations, "system": system, "tools": self.tools}
+
+
+def _turns(messages: list[dict[str, Any]]) -> Iterator[dict[str, str]]:
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        if m["role"] == "user":
+            yield {"from": "human", "value": m["content"]}
+        elif m["role"] == "assistant" and m.get("tool_calls"):
+            calls = [
+                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
+                for c in m["tool_calls"]
+            ]
+            yield {
+                "from": "function_call",
+                "value": json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False),
+            }
+            results = []
+            while i + 1 < len(messages) and messages[i + 1]["role"] == "tool":
+                i += 1
+                results.append(messages[i]["content"])
+            yield {
+                "from": "observation",
+                "value": results[0] if len(results) == 1 else json.dumps(results, ensure_ascii=False),
+            }
+        elif m["role"] == "assistant":
+            yield {"from": "gpt", "value": m["content"] or ""}
+        i += 1
+
+
+def alternating(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The longest prefix that keeps LLaMA-Factory's alternation and ends on a gpt turn."""
+    out: list[dict[str, str]] = []
+    for turn in turns:
+        expected = INPUTS if len(out) % 2 == 0 else OUTPUTS
+        if turn["from"] in expected and (out or turn["from"] == "human"):
+            out.append(dict(turn))
+        elif (out and turn["from"] == "human" and out[-1]["from"] == "human") or (
+            out and out[-1]["from"] == "gpt" and turn["from"] == "gpt"
+        ):
+            out[-1]["value"] += "\n\n" + turn["value"]
+        else:  # e.g. a reply, then a call with no input between: LLaMA-Factory has no such turn
+            break
+    while out and out[-1]["from"] != "gpt":
+        out.pop()
+    return out

@@ -5,6 +5,9 @@ from __future__ import annotations
 from exports.formats.base import Exporter
 from exports.formats.openai_sft import OpenAISftExporter
 from exports.formats.sharegpt import ShareGptExporter
+from exports.formats.trl_dpo import TrlDpoExporter
 from exports.formats.trl_prm import TrlPrmExporter
 
-FORMATS: dict[str, type[Exporter]] = {cls.name: cls for cls in (OpenAISftExporter, ShareGptExporter, TrlPrmExporter)}
+FORMATS: dict[str, type[Exporter]] = {
+    cls.name: cls for cls in (OpenAISftExporter, ShareGptExporter, TrlPrmExporter, TrlDpoExporter)
+}

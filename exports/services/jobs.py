@@ -23,8 +23,9 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentStatus
 from core.services import audit_record
 from exports.formats import FORMATS
-from exports.formats.base import sources
+from exports.formats.base import Source, sources
 from exports.models import Batch, ExportJob, ExportStatus
+from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
 from verification.models import CheckRun
 
@@ -85,7 +86,9 @@ def _write(job: ExportJob) -> None:
     batch = job.batch
     project = batch.project
     exporter = FORMATS[job.format](project=project, options=job.options)
-    ids = list(batch.trajectories.order_by("id").values_list("id", flat=True))
+    grouped = getattr(exporter, "grouped", False)
+    order = ("goal_id", "id") if grouped else ("id",)
+    ids = list(batch.trajectories.order_by(*order).values_list("id", flat=True))
     folder = export_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{project.slug}-{batch.pk}-{exporter.name}.{exporter.extension}"
@@ -93,9 +96,10 @@ def _write(job: ExportJob) -> None:
     whole = hashlib.sha256()
     size = 0
     with (folder / name).open("wb") as out:
-        for done, source in enumerate(sources(ids), start=1):
-            t = source.trajectory
-            for row in exporter.rows(source):
+
+        def emit(rows: Any, origin: list[Trajectory]) -> None:
+            nonlocal size
+            for row in rows:
                 line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
                 out.write(line)
                 whole.update(line)
@@ -104,15 +108,27 @@ def _write(job: ExportJob) -> None:
                     {
                         "line": len(records) + 1,
                         "sha256": hashlib.sha256(line).hexdigest(),
-                        "trajectory": t.rollout_id or str(t.pk),
-                        "content_sha256": t.content_sha256,
-                        "source_payload_sha256": t.payload_sha256,
-                        "importer": t.source_format,
-                        "importer_version": t.importer_version,
+                        "trajectory": "+".join(t.rollout_id or str(t.pk) for t in origin),
+                        "content_sha256": "+".join(t.content_sha256 for t in origin),
+                        "source_payload_sha256": "+".join(t.payload_sha256 for t in origin),
+                        "importer": "+".join(sorted({t.source_format for t in origin})),
+                        "importer_version": "+".join(sorted({t.importer_version for t in origin})),
                     }
                 )
+
+        group: list[Source] = []
+        for done, source in enumerate(sources(ids), start=1):
+            if grouped:
+                if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
+                    emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
+                    group = []
+                group.append(source)
+            else:
+                emit(exporter.rows(source), [source.trajectory])
             if done % PROGRESS_EVERY == 0:
                 ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+        if group:
+            emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
     registry = registry_active(project)
     annotators = sorted(
         {

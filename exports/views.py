@@ -111,7 +111,10 @@ def export_create(request: AuthenticatedHttpRequest, project_slug: str, batch_id
             actor=request.user,
             batch=batch,
             format=request.POST.get("format", ""),
-            options={name: request.POST.get(name) == "on" for name in OPTIONS},
+            options={
+                **{name: request.POST.get(name) == "on" for name in OPTIONS},
+                "licence": request.POST.get("licence", ""),
+            },
         )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))

@@ -30,7 +30,8 @@ from trajectories.selectors.registries import registry_active
 from verification.models import CheckRun
 
 EXPORT_TASK = "exports.tasks.export_job_run_task"
-OPTIONS = ("apply_corrections", "drop_wrong")
+OPTIONS = ("apply_corrections", "drop_wrong", "parquet")
+LICENCE_MAX = 64
 PROGRESS_EVERY = 200
 
 
@@ -42,19 +43,27 @@ def export_dir(job: ExportJob) -> Path:
 def export_job_create(*, actor: User, batch: Batch, format: str, options: dict[str, Any] | None = None) -> ExportJob:
     if format not in FORMATS:
         raise ValidationError({"format": f"unknown format {format!r}; one of {', '.join(sorted(FORMATS))}"})
-    options = {k: bool(v) for k, v in (options or {}).items() if v}
-    unknown = sorted(set(options) - set(OPTIONS))
+    given: dict[str, Any] = dict(options or {})
+    licence = str(given.pop("licence", "") or "").strip()
+    if len(licence) > LICENCE_MAX or any(c.isspace() for c in licence):
+        raise ValidationError(
+            {"licence": f"an SPDX identifier such as cc-by-4.0 (no spaces, at most {LICENCE_MAX} characters)"}
+        )
+    chosen: dict[str, Any] = {k: bool(v) for k, v in given.items() if v}
+    unknown = sorted(set(chosen) - set(OPTIONS))
     if unknown:
         raise ValidationError({"options": f"unknown option(s): {', '.join(unknown)}"})
+    if licence:
+        chosen["licence"] = licence
     job = ExportJob.objects.create(
-        batch=batch, format=format, options=options, created_by=actor, records_total=batch.trajectories.count()
+        batch=batch, format=format, options=chosen, created_by=actor, records_total=batch.trajectories.count()
     )
     audit_record(
         actor=actor,
         verb="export.create",
         target=job,
         project=batch.project,
-        after={"format": format, "options": options},
+        after={"format": format, "options": chosen},
     )
     transaction.on_commit(partial(current_app.send_task, EXPORT_TASK, args=[job.pk]))
     return job
@@ -95,11 +104,18 @@ def _write(job: ExportJob) -> None:
     records: list[dict[str, Any]] = []
     whole = hashlib.sha256()
     size = 0
+    parquet = None
+    if job.options.get("parquet"):
+        from exports.parquet import ParquetRows  # pyarrow starts threads: only in a process that writes Parquet
+
+        parquet = ParquetRows(folder / f"{name.rsplit('.', 1)[0]}.parquet", exporter.name)
     with (folder / name).open("wb") as out:
 
         def emit(rows: Any, origin: list[Trajectory]) -> None:
             nonlocal size
             for row in rows:
+                if parquet is not None:
+                    parquet.add(row)
                 line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
                 out.write(line)
                 whole.update(line)
@@ -129,6 +145,10 @@ def _write(job: ExportJob) -> None:
                 ExportJob.objects.filter(pk=job.pk).update(records_done=done)
         if group:
             emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
+    files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}]
+    if parquet is not None:
+        parquet.close()
+        files.append(_file_entry(folder, f"{name.rsplit('.', 1)[0]}.parquet"))
     registry = registry_active(project)
     annotators = sorted(
         {
@@ -163,16 +183,85 @@ def _write(job: ExportJob) -> None:
         "container_images": [],
         "annotators": annotators,
         "agreement": [f for f in batch.summary.get("agreement", []) if f.get("measure") == "target"],
-        "files": [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}],
         "records": records,
     }
+    card = dataset_card(job=job, exporter=exporter, manifest=manifest, files=files)
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    files.append(_file_entry(folder, "README.md"))
+    manifest["files"] = files
     (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    job.files = [{"name": name, "bytes": size, "sha256": whole.hexdigest()}, {"name": "manifest.json"}]
+    job.files = [*({k: f[k] for k in ("name", "bytes", "sha256")} for f in files), {"name": "manifest.json"}]
     job.manifest = {k: v for k, v in manifest.items() if k != "records"}
     job.records_done = len(ids)
     job.status = ExportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["files", "manifest", "records_done", "status", "finished_at"])
+
+
+def _file_entry(folder: Path, name: str) -> dict[str, Any]:
+    data = (folder / name).read_bytes()
+    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def dataset_card(*, job: ExportJob, exporter: Any, manifest: dict[str, Any], files: list[dict[str, Any]]) -> str:
+    """The dataset card (README.md): what is in the files, where it came from, how much annotators agreed."""
+    batch = job.batch
+    summary = batch.summary or {}
+
+    def table(counts: dict[str, int]) -> str:
+        return "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| — | 0 |"
+
+    agreement = "\n".join(
+        f"| {f['measure']} | {f['coefficient']} | {'' if f.get('value') is None else format(f['value'], '.4f')} "
+        f"| {f.get('reason') or ''} | {f.get('n_items', 0)} |"
+        for f in summary.get("agreement", [])
+    )
+    licence = job.options.get("licence") or "not stated"
+    rows = files[0]["records"]
+    return f"""---
+license: {licence}
+pretty_name: {batch.project.name} — {batch.name}
+---
+
+# {batch.project.name} — {batch.name} ({exporter.label})
+
+Exported by Stepwise from batch #{batch.pk} ({batch.frozen_at:%Y-%m-%d}), format `{exporter.name}` {exporter.version},
+options {job.options or "none"}. Licence: {licence}.
+
+- Records: {rows} in `{files[0]["name"]}`{" and the same rows in Parquet" if len(files) > 1 else ""}
+- Trajectories: {summary.get("trajectories", 0)}, steps: {summary.get("steps", 0)}
+- Registry: {manifest["registry"]["sha256"] if manifest.get("registry") else "none"} · guideline version {manifest["guideline_version"]}
+- Annotators (pseudonyms): {len(manifest["annotators"])}
+
+## Difficulty bands
+
+| band | trajectories |
+|---|---|
+{table(summary.get("bands", {}))}
+
+## Capability tags
+
+| tag | trajectories |
+|---|---|
+{table(summary.get("tags", {}))}
+
+## Models
+
+| model | trajectories |
+|---|---|
+{table(summary.get("models", {}))}
+
+## Agreement (pooled over the batch when it was cut)
+
+| measure | coefficient | value | why no value | N |
+|---|---|---|---|---|
+{agreement}
+
+## Provenance
+
+`manifest.json` lists the sha256 of every file and every record, with each record's source payload sha256,
+importer and version; `manage.py verify_export manifest.json` finds any changed byte.
+"""
 
 
 def verify_manifest(path: Path) -> list[str]:
@@ -190,6 +279,8 @@ def verify_manifest(path: Path) -> list[str]:
         data = file.read_bytes()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             problems.append(f"{entry['name']}: sha256 differs from the manifest")
+        if "records" not in entry:
+            continue  # Parquet and the card are checked by their sha256 alone
         lines = data.splitlines(keepends=True)
         records = manifest.get("records", [])
         if len(lines) != len(records):

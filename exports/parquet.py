@@ -1,0 +1,65 @@
+"""Parquet beside each JSONL export: the same rows, one column per top-level key, written in row groups
+so memory does not grow with the batch. Strings, numbers, booleans and lists of them keep their types;
+a ShareGPT conversation is a list of {from, value}; any other nested value (chat messages, tool
+schemas) is a column of its canonical JSON text — readers decode it with one json.loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP = 2000
+TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+SCHEMAS: dict[str, pa.Schema] = {
+    "openai_sft": pa.schema([("messages", pa.string()), ("tools", pa.string())]),
+    "sharegpt": pa.schema([("conversations", pa.list_(TURN)), ("system", pa.string()), ("tools", pa.string())]),
+    "trl_prm": pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("completions", pa.list_(pa.string())),
+            ("labels", pa.list_(pa.bool_())),
+            ("first_failing_step", pa.int64()),
+        ]
+    ),
+    "trl_dpo": pa.schema(
+        [
+            ("prompt", pa.string()),
+            ("chosen", pa.string()),
+            ("rejected", pa.string()),
+            ("chosen_trajectory", pa.string()),
+            ("rejected_trajectory", pa.string()),
+        ]
+    ),
+}
+
+
+class ParquetRows:
+    """Collects rows and writes them as row groups of a fixed schema."""
+
+    def __init__(self, path: Path, format: str) -> None:
+        self.schema = SCHEMAS[format]
+        self.writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self.pending: list[dict[str, Any]] = []
+
+    def _cell(self, field: pa.Field, value: Any) -> Any:
+        if pa.types.is_string(field.type) and not isinstance(value, str) and value is not None:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return value
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.pending.append({f.name: self._cell(f, row.get(f.name)) for f in self.schema})
+        if len(self.pending) >= ROW_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(pa.Table.from_pylist(self.pending, schema=self.schema))
+            self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()

@@ -1,0 +1,74 @@
+"""Every format with its Parquet twin and dataset card: Hugging Face `datasets` loads both files (in a
+child process, so pyarrow's threads never meet the import workers' fork), and the manifest covers them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exports.formats import FORMATS
+from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
+
+pytestmark = pytest.mark.smoke
+
+LOAD = """
+import json, sys
+import datasets
+jsonl, parquet, cache = sys.argv[1:4]
+a = datasets.load_dataset("json", data_files=jsonl, split="train", cache_dir=cache)
+b = datasets.load_dataset("parquet", data_files=parquet, split="train", cache_dir=cache)
+print(json.dumps({"json": a.num_rows, "parquet": b.num_rows, "columns": sorted(b.column_names)}))
+"""
+
+
+@pytest.mark.parametrize("format", sorted(set(FORMATS) - {"trl_dpo"}))
+def test_the_files_load_with_hugging_face_datasets(batch, pm, tmp_path, format) -> None:
+    job = export_job_run(
+        job_id=export_job_create(
+            actor=pm, batch=batch, format=format, options={"parquet": True, "licence": "cc-by-4.0"}
+        ).pk
+    )
+    folder = export_dir(job)
+    names = [f["name"] for f in job.files]
+    jsonl, parquet = folder / names[0], folder / names[1]
+    assert parquet.suffix == ".parquet" and "README.md" in names and "manifest.json" in names
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD, str(jsonl), str(parquet), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = len(jsonl.read_bytes().splitlines())
+    assert loaded["json"] == loaded["parquet"] == rows > 0
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and "## Agreement" in card and "## Difficulty bands" in card
+    assert verify_manifest(folder / "manifest.json") == []
+    data = bytearray(parquet.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    parquet.write_bytes(bytes(data))
+    assert any(p.startswith(parquet.name) for p in verify_manifest(folder / "manifest.json"))
+
+
+def test_a_bad_licence_or_option_is_refused(batch, pm) -> None:
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="SPDX"):
+        export_job_create(actor=pm, batch=batch, format="sharegpt", options={"licence": "all rights reserved"})
+    with pytest.raises(ValidationError, match="unknown option"):
+        export_job_create(actor=pm, batch=batch, format="sharegpt", options={"zip": True})
+
+
+def test_the_stored_card_names_the_format(batch, pm) -> None:
+    job = export_job_run(job_id=export_job_create(actor=pm, batch=batch, format="trl_prm").pk)
+    card = (export_dir(job) / "README.md").read_text()
+    assert "trl_prm" in card and "license: not stated" in card
+    assert not Path(export_dir(job) / f"{job.files[0]['name'].rsplit('.', 1)[0]}.parquet").exists()

@@ -4,10 +4,26 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from audit import api as audit_api
 from core import api as core_api
+from exports import api as exports_api
 from trajectories import api as trajectories_api
 
 urlpatterns = [
+    path("escalations/", audit_api.escalation_list, name="api-escalation-list"),
+    path("escalations/<int:escalation_id>/", audit_api.escalation_get, name="api-escalation-detail"),
+    path("escalations/<int:escalation_id>/resolve/", audit_api.escalation_resolve_view, name="api-escalation-resolve"),
+    path("projects/<slug:project_slug>/agreement/", audit_api.agreement, name="api-agreement"),
+    path("projects/<slug:project_slug>/batches/", exports_api.batch_list, name="api-batch-list"),
+    path("projects/<slug:project_slug>/batches/<int:batch_id>/", exports_api.batch_detail, name="api-batch-detail"),
+    path(
+        "projects/<slug:project_slug>/batches/<int:batch_id>/exports/", exports_api.export_list, name="api-export-list"
+    ),
+    path(
+        "projects/<slug:project_slug>/batches/<int:batch_id>/exports/<int:job_id>/",
+        exports_api.export_detail,
+        name="api-export-detail",
+    ),
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path("projects/", core_api.project_list, name="api-project-list"),
     path("projects/<slug:project_slug>/", core_api.project_detail, name="api-project-detail"),

@@ -242,6 +242,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Push agent runs in, pull verified data out. Token auth: `Authorization: Token <key>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "trajectories.models.ImportStatus",  # export jobs have the same four states
+        "TrajectoryStatusEnum": "trajectories.models.TrajectoryStatus",
+        "EscalationStatusEnum": "audit.models.EscalationStatus",
+    },
 }
 
 LOGGING = {

@@ -2,7 +2,7 @@
 
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from audit import api as audit_api
 from core import api as core_api
@@ -25,6 +25,8 @@ urlpatterns = [
         name="api-export-detail",
     ),
     path("schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
+    # interactive docs, public like the schema; the split view keeps its script out of the page (strict CSP)
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("projects/", core_api.project_list, name="api-project-list"),
     path("projects/<slug:project_slug>/", core_api.project_detail, name="api-project-detail"),
     path("projects/<slug:project_slug>/trajectories/", trajectories_api.trajectory_list, name="api-trajectory-list"),

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "core",
     "trajectories",
     "verification",
@@ -242,6 +243,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Push agent runs in, pull verified data out. Token auth: `Authorization: Token <key>`.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "trajectories.models.ImportStatus",  # export jobs have the same four states
         "TrajectoryStatusEnum": "trajectories.models.TrajectoryStatus",

@@ -88,3 +88,16 @@ def test_the_schema_has_no_warning(db, tmp_path) -> None:
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
     text = (tmp_path / "schema.yml").read_text()
     assert "/api/escalations/{escalation_id}/resolve/" in text and "/api/projects/{project_slug}/batches/" in text
+
+
+def test_interactive_docs_come_from_this_server_under_the_strict_policy(project, pm) -> None:
+    from tests.conftest import login
+
+    assert api().get("/api/docs/").status_code == 200  # public, like the schema it shows: no data in either
+    page = login(pm).get("/api/docs/")
+    html = page.content.decode()
+    assert page.status_code == 200 and "swagger-ui" in html
+    assert "https://" not in html.split("<body")[0] and "cdn" not in html.lower()
+    assert "<script>" not in html  # scripts by src only: the CSP allows nothing inline
+    script = login(pm).get("/api/docs/?script=")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()

@@ -1,0 +1,46 @@
+"""schemathesis against the OpenAPI schema, in-process on the WSGI app: no request it generates — for any
+operation, signed in as a project manager with real data — gets a server error."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import not_a_server_error
+
+from config.wsgi import application
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+
+
+@pytest.fixture
+def no_connection_close():
+    """As Django's test client does: the app runs inside the test's transaction, so a request must not close
+    the connection at its end."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def token(project, pm, no_connection_close) -> str:
+    from tests.annotation.helpers import freeze_registry, import_runs
+
+    freeze_registry(project, pm)
+    import_runs(project, 2)
+    key, _ = Token.objects.get_or_create(user=pm)
+    return key.key
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_no_request_gets_a_server_error(case, token) -> None:
+    response = case.call(headers={"Authorization": f"Token {token}"})
+    case.validate_response(response, checks=[not_a_server_error])

@@ -40,3 +40,18 @@ def test_only_project_managers_manage_members(project, annotator, qa_lead, outsi
 def test_healthz_needs_no_login(client, db) -> None:
     response = client.get(reverse("core:healthz"))
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+@pytest.mark.smoke
+def test_a_nul_character_anywhere_is_a_400_that_says_where(project, pm) -> None:
+    from tests.conftest import login
+
+    client = login(pm)
+    page = client.get(f"/p/{project.slug}/trajectories/", {"q": "a\x00b"})
+    assert page.status_code == 400 and "query parameter 'q'" in page.content.decode()
+    form = client.post(f"/p/{project.slug}/batches/", {"name": "x\x00"})
+    assert form.status_code == 400 and "form field 'name'" in form.content.decode()
+    body = client.post(
+        f"/api/projects/{project.slug}/batches/", '{"name": "x\\u0000"}', content_type="application/json"
+    )
+    assert body.status_code == 400 and "JSON body" in body.content.decode()

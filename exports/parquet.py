@@ -14,7 +14,26 @@ import pyarrow.parquet as pq
 
 ROW_GROUP = 2000
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+_STEPWISE = [
+    "format",
+    "version",
+    "goal",
+    "task",
+    "model",
+    "scaffold",
+    "rollout_id",
+    "trial",
+    "steps",
+    "final_answer",
+    "outcome",
+    "metadata",
+    "source",
+    "labels",
+    "consensus",
+    "evidence",
+]
 SCHEMAS: dict[str, pa.Schema] = {
+    "stepwise": pa.schema([(k, pa.int64() if k in ("version", "trial") else pa.string()) for k in _STEPWISE]),
     "openai_sft": pa.schema([("messages", pa.string()), ("tools", pa.string())]),
     "sharegpt": pa.schema([("conversations", pa.list_(TURN)), ("system", pa.string()), ("tools", pa.string())]),
     "trl_prm": pa.schema(

@@ -23,6 +23,7 @@ bench:           ## import, verification and workspace benchmarks on PostgreSQL 
 	.venv/bin/python bench/verify_bench.py
 	.venv/bin/python bench/workspace_bench.py
 	.venv/bin/python bench/audit_bench.py
+	.venv/bin/python bench/export_bench.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -60,6 +60,7 @@ def _env(db_url: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "SECURE_COOKIES": "0",
         "CELERY_BROKER_URL": "memory://",
+        "CELERY_RESULT_BACKEND": "cache+memory://",
         "MEDIA_ROOT": "/tmp/stepwise-audit-bench-media",
         "PYTHONPATH": str(ROOT),
     }

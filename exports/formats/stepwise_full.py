@@ -66,6 +66,28 @@ class StepwiseFullExporter:
 
         self.project = project
         self.pseudonym = pseudonym
+        self._extra: dict[int, dict[int, tuple[Any, ...]]] = {}
+        self._labels_by: dict[int, list[dict[str, Any]]] = {}
+        self._consensus_by: dict[int, dict[str, Any]] = {}
+        self._evidence_by: dict[int, list[dict[str, Any]]] = {}
+
+    def prefetch(self, ids: list[int]) -> None:
+        """Everything of a chunk of trajectories in a fixed number of queries (not a few per trajectory)."""
+        self._extra = {}
+        for t, index, *rest in Step.objects.filter(trajectory_id__in=ids).values_list(
+            "trajectory_id",
+            "index",
+            "started_at",
+            "ended_at",
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+        ):
+            self._extra.setdefault(t, {})[index] = tuple(rest)
+        self._labels_by = self._labels(ids)
+        self._consensus_by = self._consensus(ids)
+        self._evidence_by = self._evidence(ids)
 
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         t = source.trajectory
@@ -117,30 +139,35 @@ class StepwiseFullExporter:
                 "pointer": t.source_pointer,
                 "verified_reward": t.verified_reward,
             },
-            "labels": self._labels(t.pk),
-            "consensus": self._consensus(t.pk),
-            "evidence": self._evidence(t.pk),
+            "labels": self._labels_by.get(t.pk, []),
+            "consensus": self._consensus_by.get(t.pk, {"steps": {}, "verdict": {}, "adjudications": []}),
+            "evidence": self._evidence_by.get(t.pk, []),
         }
 
-    def _labels(self, trajectory_id: int) -> list[dict[str, Any]]:
-        index = dict(Step.objects.filter(trajectory_id=trajectory_id).values_list("id", "index"))
-        out = []
-        for a in Assignment.objects.filter(trajectory_id=trajectory_id, status=AssignmentStatus.SUBMITTED).order_by(
-            "submitted_at", "id"
-        ):
-            steps = {
-                str(index[label.step_id]): {f: getattr(label, f) for f in LABEL_FIELDS}
-                for label in StepLabel.objects.filter(assignment=a).order_by("step__index")
+    def _labels(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        index = dict(Step.objects.filter(trajectory_id__in=ids).values_list("id", "index"))
+        assignments = list(
+            Assignment.objects.filter(trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED).order_by(
+                "trajectory_id", "submitted_at", "id"
+            )
+        )
+        steps: dict[int, dict[str, dict[str, Any]]] = {}
+        for label in StepLabel.objects.filter(assignment__in=assignments).order_by("assignment_id", "step_id"):
+            steps.setdefault(label.assignment_id, {})[str(index[label.step_id])] = {
+                f: getattr(label, f) for f in LABEL_FIELDS
             }
-            verdict = TrajectoryLabel.objects.filter(assignment=a).first()
-            out.append(
+        verdicts = {v.assignment_id: v for v in TrajectoryLabel.objects.filter(assignment__in=assignments)}
+        out: dict[int, list[dict[str, Any]]] = {}
+        for a in assignments:
+            verdict = verdicts.get(a.pk)
+            out.setdefault(a.trajectory_id, []).append(
                 {
                     "annotator": self.pseudonym(self.project.pk, a.annotator_id),
                     "gold": a.is_gold,
                     "submitted_at": a.submitted_at.isoformat() if a.submitted_at else None,
                     "time_spent_ms": a.time_spent_ms,
                     "guideline_version": verdict.guideline_version if verdict else None,
-                    "steps": steps,
+                    "steps": dict(sorted(steps.get(a.pk, {}).items(), key=lambda kv: int(kv[0]))),
                     "verdict": None
                     if verdict is None
                     else {
@@ -155,43 +182,49 @@ class StepwiseFullExporter:
             )
         return out
 
-    def _consensus(self, trajectory_id: int) -> dict[str, Any]:
-        steps: dict[str, dict[str, Any]] = {}
-        verdict: dict[str, Any] = {}
-        for c in (
-            Consensus.objects.filter(trajectory_id=trajectory_id)
-            .select_related("step")
-            .order_by("step__index", "field")
+    def _consensus(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for t, index, field, value, method, agreement in (
+            Consensus.objects.filter(trajectory_id__in=ids)
+            .order_by("trajectory_id", "step__index", "field")
+            .values_list("trajectory_id", "step__index", "field", "value", "method", "agreement")
         ):
-            entry = {"value": c.value, "method": c.method, "agreement": c.agreement}
-            if c.step is None:
-                verdict[c.field] = entry
+            entry = out.setdefault(t, {"steps": {}, "verdict": {}, "adjudications": []})
+            value_entry = {"value": value, "method": method, "agreement": agreement}
+            if index is None:
+                entry["verdict"][field] = value_entry
             else:
-                steps.setdefault(str(c.step.index), {})[c.field] = entry
-        adjudications = [
-            {
-                "step": e.step.index if e.step else None,
-                "field": e.field,
-                "source": e.source,
-                "reason": e.reason,
-                "choice": e.decision_source,
-                "value": e.decision,
-                "kind": e.decision_kind,
-                "explanation": e.decision_reason,
-            }
-            for e in Escalation.objects.filter(trajectory_id=trajectory_id, status=EscalationStatus.RESOLVED)
+                entry["steps"].setdefault(str(index), {})[field] = value_entry
+        for e in (
+            Escalation.objects.filter(trajectory_id__in=ids, status=EscalationStatus.RESOLVED)
             .select_related("step")
-            .order_by("step__index", "field", "source")
-        ]
-        return {"steps": steps, "verdict": verdict, "adjudications": adjudications}
+            .order_by("trajectory_id", "step__index", "field", "source")
+        ):
+            out.setdefault(e.trajectory_id, {"steps": {}, "verdict": {}, "adjudications": []})["adjudications"].append(
+                {
+                    "step": e.step.index if e.step else None,
+                    "field": e.field,
+                    "source": e.source,
+                    "reason": e.reason,
+                    "choice": e.decision_source,
+                    "value": e.decision,
+                    "kind": e.decision_kind,
+                    "explanation": e.decision_reason,
+                }
+            )
+        return out
 
-    def _evidence(self, trajectory_id: int) -> list[dict[str, Any]]:
-        latest: dict[str, CheckRun] = {}
-        for run in CheckRun.objects.filter(trajectory_id=trajectory_id).order_by("kind", "-id"):
-            latest.setdefault(run.kind, run)
-        out = []
-        for kind, run in sorted(latest.items()):
-            findings = [
+    def _evidence(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        latest: dict[tuple[int, str], CheckRun] = {}
+        for run in CheckRun.objects.filter(trajectory_id__in=ids).order_by("trajectory_id", "kind", "-id"):
+            latest.setdefault((run.trajectory_id, run.kind), run)
+        findings: dict[int, list[dict[str, Any]]] = {}
+        for f in (
+            Finding.objects.filter(check_run__in=[r.pk for r in latest.values()])
+            .select_related("step")
+            .order_by("check_run_id", "step__index", "id")
+        ):
+            findings.setdefault(f.check_run_id, []).append(
                 {
                     "step": f.step.index if f.step else None,
                     "code": f.code,
@@ -202,9 +235,15 @@ class StepwiseFullExporter:
                     "value": f.value,
                     "message": f.message,
                 }
-                for f in Finding.objects.filter(check_run=run).select_related("step").order_by("step__index", "id")
-            ]
-            out.append(
-                {"kind": kind, "status": run.status, "verifier_version": run.verifier_version, "findings": findings}
+            )
+        out: dict[int, list[dict[str, Any]]] = {}
+        for (t, kind), run in sorted(latest.items()):
+            out.setdefault(t, []).append(
+                {
+                    "kind": kind,
+                    "status": run.status,
+                    "verifier_version": run.verifier_version,
+                    "findings": findings.get(run.pk, []),
+                }
             )
         return out

@@ -133,7 +133,7 @@ def _write(job: ExportJob) -> None:
                 )
 
         group: list[Source] = []
-        for done, source in enumerate(sources(ids), start=1):
+        for done, source in enumerate(sources(ids, getattr(exporter, "prefetch", None)), start=1):
             if grouped:
                 if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
                     emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]

@@ -1,0 +1,257 @@
+"""Export benchmark (BENCH.md): a batch of --steps steps to OpenAI chat SFT JSONL, to the full Stepwise JSONL
+and to Parquet, beside a bare PostgreSQL `COPY … TO` of the same step rows in the same run.
+
+    .venv/bin/python bench/export_bench.py [--steps 1000000] [--repeats 2] [--db-url URL]
+
+It creates its own database (dropped at the end), writes with COPY a tool-use project of trajectories of 10
+steps (60 % tool calls with τ-bench-sized arguments and observations of a few hundred bytes to 2 KB), audits
+them (status audited, one unanimous consensus value per step), cuts one batch of all of them, then runs,
+alternating: COPY (SELECT <the step columns> FROM trajectories_step …) TO STDOUT into /dev/null; and
+`export_job_run` in a fresh subprocess (its ru_maxrss is the export's own peak) for `openai_sft`,
+`openai_sft` + Parquet, and `stepwise`. It prints steps per second, the ratio to COPY, peak memory and file
+sizes; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/stepwise_export_bench"
+STEP_COLUMNS = "trajectory_id, index, kind, turn_id, state, plan, tool_name, tool_call_id, arguments, arguments_raw, observation, reflection, success_flag"
+
+
+def _env(db_url: str, media: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key",
+        "CELERY_BROKER_URL": "memory://",
+        "CELERY_RESULT_BACKEND": "cache+memory://",  # the export's on-commit enqueue must not fail
+        "MEDIA_ROOT": media,
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def setup(steps_wanted: int) -> dict:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.utils import timezone
+
+    from audit.models import Consensus
+    from bench.audit_bench import _copy
+    from core.models import Role
+    from core.services import membership_set, project_create
+    from exports.services.batches import batch_create
+    from tests.annotation.helpers import TOOLS
+    from trajectories.models import Step, Trajectory
+    from trajectories.services.registries import registry_create, registry_freeze
+
+    pm = User.objects.create_user("bench-pm", password="bench-password-1")
+    project = project_create(actor=pm, name="Export bench", kind="tool_use")
+    membership_set(actor=pm, project=project, user=pm, role=Role.PROJECT_MANAGER)
+    registry_freeze(actor=pm, registry=registry_create(actor=pm, project=project, tools=TOOLS))
+    rng = random.Random(11)
+    n_traj = -(-steps_wanted // 10)
+    _copy(
+        Trajectory,
+        (
+            {
+                "project_id": project.pk,
+                "source_format": "openai_chat",
+                "importer_version": "1",
+                "model_name": "gpt-4o",
+                "rollout_id": f"r{t}",
+                "goal_text": f"Please change reservation {t:06d}",
+                "content_sha256": f"{t:064x}",
+                "payload": b"",
+                "payload_sha256": f"{t:064x}",
+                "status": "audited",
+                "step_count": 10,
+            }
+            for t in range(n_traj)
+        ),
+    )
+    ids = list(Trajectory.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+
+    def steps():  # type: ignore[no-untyped-def]
+        for t in ids:
+            for i in range(10):
+                call = rng.random() < 0.6
+                yield {
+                    "trajectory_id": t,
+                    "index": i,
+                    "kind": "tool_call" if call else "respond",
+                    "state": [{"role": "user", "content": "Yes, go ahead with that."}]
+                    if i and rng.random() < 0.2
+                    else [],
+                    "plan": "I will look up the reservation first." if call else "",
+                    "tool_name": "get_reservation" if call else "",
+                    "tool_call_id": f"call_{t}_{i}" if call else "",
+                    "arguments": {"reservation_id": f"ZFA{i:03d}", "cabin": "economy"}
+                    if call
+                    else {"content": "Done: your reservation is updated."},
+                    "observation": json.dumps(
+                        {
+                            "status": "confirmed",
+                            "flights": [{"n": k, "from": "SFO", "to": "JFK"} for k in range(rng.randint(1, 12))],
+                        }
+                    )
+                    if call
+                    else None,
+                }
+
+    _copy(Step, steps())
+    _copy(
+        Consensus,
+        (
+            {
+                "trajectory_id": t,
+                "field": "goal_completed",
+                "value": True,
+                "method": "unanimous",
+                "agreement": "3/3",
+                "source_labels": [],
+            }
+            for t in ids
+        ),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    batch = batch_create(actor=pm, project=project, name="all", filters={})
+    return {
+        "project": project.pk,
+        "batch": batch.pk,
+        "steps": Step.objects.filter(trajectory__project=project).count(),
+        "pm": pm.pk,
+        "now": timezone.now().isoformat(),
+    }
+
+
+def copy_to(info: dict) -> float:
+    from django.db import connection
+
+    t0 = time.perf_counter()
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            f"COPY (SELECT {STEP_COLUMNS} FROM trajectories_step s WHERE s.trajectory_id IN "
+            f"(SELECT trajectory_id FROM exports_batch_trajectories WHERE batch_id = {int(info['batch'])})) TO STDOUT"
+        ) as copy,
+    ):
+        for _ in copy:
+            pass
+    return time.perf_counter() - t0
+
+
+def child_export(info: dict, format: str, parquet: bool) -> None:
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+
+    from exports.models import Batch
+    from exports.services.jobs import export_dir, export_job_create, export_job_run
+
+    batch = Batch.objects.get(pk=info["batch"])
+    job = export_job_create(
+        actor=User.objects.get(pk=info["pm"]), batch=batch, format=format, options={"parquet": parquet}
+    )
+    t0 = time.perf_counter()
+    job = export_job_run(job_id=job.pk)
+    seconds = time.perf_counter() - t0
+    sizes = {f["name"].rsplit(".", 1)[-1]: (export_dir(job) / f["name"]).stat().st_size for f in job.files}
+    print(
+        json.dumps(
+            {"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sizes": sizes}
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    media = os.environ.get("BENCH_MEDIA", tempfile.mkdtemp(prefix="stepwise-export-bench-"))
+    env = _env(args.db_url, media)
+    if args.child:
+        os.environ.update(env)
+        spec = json.loads(args.child)
+        child_export(spec["info"], spec["format"], spec["parquet"])
+        return
+    import psycopg
+
+    admin, name = args.db_url.rsplit("/", 1)
+    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+        os.environ.update(env)
+        t0 = time.perf_counter()
+        info = setup(args.steps)
+        print(
+            f"machine  : {os.cpu_count()} cores; Python {platform.python_version()}; PostgreSQL; setup {time.perf_counter() - t0:.0f} s; {info['steps']:,} steps"
+        )
+        runs: dict[str, list[dict]] = {"openai_sft": [], "openai_sft+parquet": [], "stepwise": []}
+        copies: list[float] = []
+        for _ in range(args.repeats):
+            for key in runs:
+                copies.append(copy_to(info))
+                fmt, parquet = key.split("+")[0], key.endswith("parquet")
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        json.dumps({"info": info, "format": fmt, "parquet": parquet}),
+                        "--db-url",
+                        args.db_url,
+                    ],
+                    env={**env, "BENCH_MEDIA": media},
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                )
+                if done.returncode:
+                    raise SystemExit(done.stderr[-3000:])
+                runs[key].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        copy_rate = info["steps"] / statistics.median(copies)
+        print(
+            f"COPY TO  : {copy_rate:,.0f} step rows/s median of {len(copies)} (min {info['steps'] / max(copies):,.0f}, max {info['steps'] / min(copies):,.0f})"
+        )
+        for key, results in runs.items():
+            rate = info["steps"] / statistics.median(r["seconds"] for r in results)
+            rss = max(r["rss_mb"] for r in results)
+            sizes = ", ".join(
+                f"{k} {v / 1e6:.0f} MB" for k, v in results[-1]["sizes"].items() if k in ("jsonl", "parquet")
+            )
+            print(f"{key:<19}: {rate:,.0f} steps/s = {rate / copy_rate:.2f} × COPY · peak RSS {rss:.0f} MB · {sizes}")
+        print("targets  : SFT JSONL ≥ 0.5 × COPY; memory < 300 MB whatever the size")
+    finally:
+        with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

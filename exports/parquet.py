@@ -82,3 +82,18 @@ class ParquetRows:
     def close(self) -> None:
         self.flush()
         self.writer.close()
+
+
+def convert(jsonl: Path, format: str, out: Path) -> None:
+    """Read a JSONL export line by line and write its Parquet twin."""
+    rows = ParquetRows(out, format)
+    with jsonl.open("rb") as lines:
+        for line in lines:
+            rows.add(orjson.loads(line))
+    rows.close()
+
+
+if __name__ == "__main__":  # run by exports.services.jobs in a child process: pyarrow's threads stay there
+    import sys
+
+    convert(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))

@@ -8,6 +8,8 @@ hashes every record and every file; `verify_manifest` finds any changed byte.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -104,18 +106,11 @@ def _write(job: ExportJob) -> None:
     records: list[dict[str, Any]] = []
     whole = hashlib.sha256()
     size = 0
-    parquet = None
-    if job.options.get("parquet"):
-        from exports.parquet import ParquetRows  # pyarrow starts threads: only in a process that writes Parquet
-
-        parquet = ParquetRows(folder / f"{name.rsplit('.', 1)[0]}.parquet", exporter.name)
     with (folder / name).open("wb") as out:
 
         def emit(rows: Any, origin: list[Trajectory]) -> None:
             nonlocal size
             for row in rows:
-                if parquet is not None:
-                    parquet.add(row)
                 line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
                 out.write(line)
                 whole.update(line)
@@ -146,9 +141,19 @@ def _write(job: ExportJob) -> None:
         if group:
             emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
     files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}]
-    if parquet is not None:
-        parquet.close()
-        files.append(_file_entry(folder, f"{name.rsplit('.', 1)[0]}.parquet"))
+    if job.options.get("parquet"):
+        # in a child process: pyarrow starts threads, and this process (a Celery worker) forks import workers
+        parquet = f"{name.rsplit('.', 1)[0]}.parquet"
+        done = subprocess.run(
+            [sys.executable, "-m", "exports.parquet", str(folder / name), exporter.name, str(folder / parquet)],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            timeout=7200,
+        )
+        if done.returncode:
+            raise RuntimeError(f"writing the Parquet file failed: {done.stderr.strip()[-1500:]}")
+        files.append(_file_entry(folder, parquet))
     registry = registry_active(project)
     annotators = sorted(
         {

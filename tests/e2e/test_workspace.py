@@ -76,7 +76,8 @@ def test_a_whole_demo_trajectory_is_labelled_and_submitted_with_the_keyboard_onl
     project = Project.objects.get(slug=TOOL_USE_PROJECT[1])
     Project.objects.filter(pk=project.pk).update(gold_rate=0)
     # The shortest run that has a tool call with two arguments; the others are not handed out.
-    runs = Trajectory.objects.filter(project=project).order_by("step_count", "id")
+    # (the demo's annotators have already labelled its first runs: take one nobody has touched)
+    runs = Trajectory.objects.filter(project=project, assignments__isnull=True).order_by("step_count", "id")
     chosen = next(
         t
         for t in runs
@@ -85,7 +86,7 @@ def test_a_whole_demo_trajectory_is_labelled_and_submitted_with_the_keyboard_onl
             for s in Step.objects.filter(trajectory=t)
         )
     )
-    runs.exclude(pk=chosen.pk).update(status=TrajectoryStatus.REJECTED)
+    Trajectory.objects.filter(project=project).exclude(pk=chosen.pk).update(status=TrajectoryStatus.REJECTED)
     steps = list(Step.objects.filter(trajectory=chosen).order_by("index"))
     axes = len(project.rubric_axes)
     assert steps and axes
@@ -96,7 +97,7 @@ def test_a_whole_demo_trajectory_is_labelled_and_submitted_with_the_keyboard_onl
     page.wait_for_selector("#start-next")
     keys(page, "Enter")  # Start next
     page.wait_for_selector('#workspace[data-page="step"][data-step-index="0"]')
-    assignment = Assignment.objects.get(annotator__username=ann1.username, trajectory__project=project)
+    assignment = Assignment.objects.get(annotator__username=ann1.username, trajectory=chosen)
     assert assignment.trajectory_id == chosen.pk and not assignment.is_gold
 
     for step in steps:

@@ -6,9 +6,8 @@ Both write the same values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,8 +21,9 @@ from psycopg.copy import LibpqWriter
 from core.models import Project
 from trajectories.blobs import pack
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
-from trajectories.formats.canonical import content_sha256, run_to_dict, sha256_hex, spans
+from trajectories.formats.canonical import canonical_json, content_sha256, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
+from trajectories.formats.times import parse_iso
 from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
 
 # COPY data is handed to libpq without waiting for the server until this much is pending: the
@@ -46,6 +46,9 @@ class PreparedRun:
     payload: bytes  # the record's bytes, compressed (trajectories.blobs)
     spans: list[tuple[int, int]]
     times: list[tuple[datetime | None, datetime | None]]
+    # Each step's state and arguments as the JSON text stored (canonical JSON, NUL scrubbed; None
+    # for arguments that are None): dumped once, for the content hash, the spans and the rows.
+    step_json: list[tuple[str, str | None]]
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
 
     # What the writer and the import loop read, named alike on RenderedRun.
@@ -119,10 +122,12 @@ def _parse_time(value: str | None, pointer: str) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=pointer) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = parse_iso(value) if isinstance(value, str) else None
+    except TypeError:  # a str subclass that is not hashable
+        moment = None
+    if moment is None:
+        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=pointer)
+    return moment
 
 
 INT4_MAX = 2**31 - 1
@@ -185,7 +190,11 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
     """
     _check_run(run)
     try:
-        content = content_sha256(run_to_dict(run))
+        dumped = [
+            (canonical_json(step.state), None if step.arguments is None else canonical_json(step.arguments))
+            for step in run.steps
+        ]
+        content = content_sha256(run_to_dict(run, dumped))
         for value in (run.metadata, run.outcome, run.alternatives):
             orjson.dumps(value)
     except TypeError:
@@ -204,6 +213,11 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
             )
         )
     raw = _scrub_payload(record.raw, found.values) if found.values else record.raw
+    arguments_texts = [None if arguments is None else arguments.decode() for _, arguments in dumped]
+    step_json = [
+        (_stored_json(state, step.state), None if arguments is None else _stored_json(arguments, step.arguments))
+        for (state, arguments), step in zip(dumped, run.steps, strict=True)
+    ]
     return PreparedRun(
         record=record,
         run=run,
@@ -211,9 +225,18 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
         payload_sha256=sha256_hex(raw),
         payload=pack(raw),
         secrets=found.values,
-        spans=spans(run),
+        spans=spans(run, arguments_texts),
         times=times,
+        step_json=step_json,
     )
+
+
+def _stored_json(dumped: bytes, value: Any) -> str:
+    """The JSON text a jsonb column gets for `value`, dumped as `dumped` (PostgreSQL cannot keep
+    NUL in jsonb text; orjson writes each as the escape "\\u0000")."""
+    if b"\\u0000" in dumped:
+        return orjson.dumps(_scrub_nul(value)).decode()
+    return dumped.decode()
 
 
 def _clean_text(value: str | None) -> str | None:
@@ -287,9 +310,7 @@ class BatchWriter:
         format_row_text(
             tuple(_json_text(values[c]) if c in _JSON_COLUMNS else values[c] for c in TRAJECTORY_FIELDS[3:]), tx, tail
         )
-        rows = bytearray()
-        for i, step in enumerate(prepared.run.steps):
-            format_row_text(self._step_row(prepared, i, step, _json_text), tx, rows)
+        rows = self._step_rows(prepared, tx)
         return RenderedRun(
             where=prepared.where,
             line=prepared.line,
@@ -302,7 +323,7 @@ class BatchWriter:
             step_count=prepared.step_count,
             unknown=unknown,
             trajectory_tail=bytes(tail[:-1]),
-            step_rows=bytes(rows),
+            step_rows=rows,
         )
 
     def write(self, batch: list[Prepared]) -> BatchResult:
@@ -462,11 +483,8 @@ class BatchWriter:
             "unknown_tool_count": unknown,
         }
 
-    def _step_row(self, p: PreparedRun, i: int, step: RunStep, json: Callable[[Any], Any]) -> tuple[Any, ...]:
-        """The step's values in STEP_FIELDS order, its JSON columns passed through `json`.
-
-        A tuple rather than a dict: this runs once per step, on the import's critical path.
-        """
+    def _step_row(self, p: PreparedRun, i: int, step: RunStep, state: Any, arguments: Any) -> tuple[Any, ...]:
+        """The step's values in STEP_FIELDS order, with its JSON columns as given."""
         tool_id, known = self._tool_of(step)
         started, ended = p.times[i]
         start, end = p.spans[i]
@@ -474,13 +492,13 @@ class BatchWriter:
             i,
             step.kind,
             step.turn_id[:100],
-            json(step.state),
+            state,
             _clean_text(step.plan),
             step.tool_name[:200],
             step.tool_call_id[:200],
             tool_id,
             known,
-            json(step.arguments),
+            arguments,
             _clean_text(step.arguments_raw),
             step.arguments_error[:300],
             _clean_text(step.observation),
@@ -495,6 +513,14 @@ class BatchWriter:
             start,
             end,
         )
+
+    def _step_rows(self, p: PreparedRun, tx: Transformer) -> bytes:
+        """The run's step rows as COPY text, without their first column (the trajectory id), each
+        ended by a newline (psycopg's C row writer: faster than building them in Python)."""
+        rows = bytearray()
+        for i, (step, (state, arguments)) in enumerate(zip(p.run.steps, p.step_json, strict=True)):
+            format_row_text(self._step_row(p, i, step, state, arguments), tx, rows)
+        return bytes(rows)
 
     def _unknown(self, run: ParsedRun) -> int:
         if self.tools is None:
@@ -517,7 +543,8 @@ class BatchWriter:
         steps = []
         for p, trajectory in zip(runs, trajectories, strict=True):
             for i, step in enumerate(p.run.steps):
-                values = dict(zip(STEP_FIELDS, self._step_row(p, i, step, _scrub_nul), strict=True))
+                row = self._step_row(p, i, step, _scrub_nul(step.state), _scrub_nul(step.arguments))
+                values = dict(zip(STEP_FIELDS, row, strict=True))
                 steps.append(Step(trajectory_id=trajectory.pk, **values))
         Step.objects.bulk_create(steps, batch_size=1000)
         return [t.pk for t in trajectories], len(steps), unknown_total
@@ -572,17 +599,14 @@ class BatchWriter:
                 tx = copy.formatter.transformer
                 out = bytearray()
                 for p, trajectory_id in zip(runs, ids, strict=True):
-                    if isinstance(p, RenderedRun):
-                        if p.step_rows:
-                            # Each row gets the trajectory id in front: the rows' newlines are the
-                            # only ones in COPY text, so one replace puts it after each.
-                            prefix = b"%d\t" % trajectory_id
-                            out += prefix
-                            out += p.step_rows[:-1].replace(b"\n", b"\n" + prefix)
-                            out += b"\n"
-                    else:
-                        for i, step in enumerate(p.run.steps):
-                            format_row_text((trajectory_id, *self._step_row(p, i, step, _json_text)), tx, out)
+                    rows = p.step_rows if isinstance(p, RenderedRun) else self._step_rows(p, tx)
+                    if rows:
+                        # Each row gets the trajectory id in front: the rows' newlines are the
+                        # only ones in COPY text, so one replace puts it after each.
+                        prefix = b"%d\t" % trajectory_id
+                        out += prefix
+                        out += rows[:-1].replace(b"\n", b"\n" + prefix)
+                        out += b"\n"
                     count += p.step_count
                     if len(out) >= COPY_BLOCK_BYTES:
                         copy.write(out)

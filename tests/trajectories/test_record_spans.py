@@ -207,3 +207,39 @@ def test_spans_cover_the_elements_bytes() -> None:
         b'"\\"]"',
         b"3",
     ]
+
+
+# ---------------------------------------------------------------- element values: orjson where it agrees with json
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)  # beyond 64 bits too: orjson would read a float
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_literals = st.sampled_from(
+    ["NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '"\\udc00x"', "18446744073709551616", "-0", "-0.0"]
+)
+
+
+@PROPERTIES
+@given(value=_json_values, literal=_literals, where=st.integers(min_value=0, max_value=2))
+def test_an_element_s_value_is_json_s_value(value: Any, literal: str, where: int) -> None:
+    """The value an element span gets is exactly json's (integers beyond 64 bits stay integers,
+    the literals orjson refuses are read), whichever parser read it."""
+    text = json.dumps(value)
+    if where == 1:
+        text = f"[{text}, {literal}]"
+    elif where == 2:
+        text = f'{{"x": {literal}, "y": {text}}}'
+    raw = text.encode("utf-8", "surrogatepass")
+    try:
+        expected = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return  # a lone surrogate in a str: not UTF-8, a located error either way
+    record = element_from_span(raw, RecordSpan(0, len(raw), 1, 0, element=True))
+    assert isinstance(record, RawRecord)
+    assert repr(record.value) == repr(expected)  # repr: float vs int, -0.0, nan alike

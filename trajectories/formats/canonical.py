@@ -41,7 +41,9 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def step_to_dict(step: RunStep, index: int) -> dict[str, Any]:
+def step_to_dict(step: RunStep, index: int, dumped: tuple[bytes, bytes | None] | None = None) -> dict[str, Any]:
+    """The step in the canonical schema. `dumped` is its state and arguments already as canonical
+    JSON (what `canonical_json` makes of them): they go in as they are, not dumped again."""
     timing = None
     if step.started_at or step.ended_at or step.latency_ms is not None:
         timing = {"started_at": step.started_at, "ended_at": step.ended_at, "latency_ms": step.latency_ms}
@@ -52,14 +54,20 @@ def step_to_dict(step: RunStep, index: int) -> dict[str, Any]:
             "completion_tokens": step.completion_tokens,
             "cost_usd": step.cost_usd,
         }
+    state: Any = step.state
+    arguments: Any = step.arguments
+    if dumped is not None:
+        state = orjson.Fragment(dumped[0])
+        if dumped[1] is not None:
+            arguments = orjson.Fragment(dumped[1])
     return {
         "index": index,
         "kind": step.kind,
         "turn_id": step.turn_id,
-        "state": step.state,
+        "state": state,
         "plan": step.plan,
         "tool_call": {"name": step.tool_name, "id": step.tool_call_id} if step.tool_name else None,
-        "arguments": step.arguments,
+        "arguments": arguments,
         "arguments_raw": step.arguments_raw,
         "observation": step.observation,
         "reflection": step.reflection,
@@ -69,8 +77,11 @@ def step_to_dict(step: RunStep, index: int) -> dict[str, Any]:
     }
 
 
-def run_to_dict(run: ParsedRun) -> dict[str, Any]:
-    """The run's content in the canonical schema (without provenance, labels or evidence)."""
+def run_to_dict(run: ParsedRun, dumped: list[tuple[bytes, bytes | None]] | None = None) -> dict[str, Any]:
+    """The run's content in the canonical schema (without provenance, labels or evidence).
+
+    `dumped` holds each step's state and arguments as canonical JSON (see step_to_dict); the dict
+    then holds them as orjson fragments, which only `canonical_json` can take."""
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -80,7 +91,7 @@ def run_to_dict(run: ParsedRun) -> dict[str, Any]:
         "scaffold": run.scaffold,
         "rollout_id": run.rollout_id,
         "trial": run.trial,
-        "steps": [step_to_dict(step, i) for i, step in enumerate(run.steps)],
+        "steps": [step_to_dict(step, i, dumped[i] if dumped is not None else None) for i, step in enumerate(run.steps)],
         "final_answer": run.final_answer,
         "outcome": run.outcome,
         "metadata": run.metadata,
@@ -126,13 +137,16 @@ def render(run: ParsedRun) -> str:
     return "".join(parts)
 
 
-def spans(run: ParsedRun) -> list[tuple[int, int]]:
-    """Each step's [start, end) in `render(run)`, computed without building the string."""
+def spans(run: ParsedRun, arguments_texts: list[str | None] | None = None) -> list[tuple[int, int]]:
+    """Each step's [start, end) in `render(run)`, computed without building the string.
+
+    `arguments_texts` are the steps' arguments as canonical JSON text (None where they are None),
+    when the caller has them already."""
     offset = len(run.goal_text) + 7
     result = []
     for number, step in enumerate(run.steps, start=1):
         start = offset
-        offset += _step_length(step, number)
+        offset += _step_length(step, number, arguments_texts[number - 1] if arguments_texts is not None else None)
         result.append((start, offset))
     return result
 
@@ -141,7 +155,7 @@ def _text_len(value: Any) -> int:
     return len(value) if type(value) is str else len(f"{value}")
 
 
-def _step_length(step: RunStep, number: int) -> int:
+def _step_length(step: RunStep, number: int, arguments_text: str | None = None) -> int:
     """len() of the step's block as _step_pieces writes it, by arithmetic.
 
     Every imported step goes through here; adding up lengths is cheaper than formatting
@@ -157,7 +171,9 @@ def _step_length(step: RunStep, number: int) -> int:
     if step.plan:
         length += 6 + _text_len(step.plan)  # "PLAN\n<plan>\n"
     if step.tool_name:
-        length += 7 + len(step.tool_name) + len(_arguments_text(step))  # "CALL <tool> <arguments>\n"
+        if arguments_text is None:
+            arguments_text = _arguments_text(step)
+        length += 7 + len(step.tool_name) + len(arguments_text)  # "CALL <tool> <arguments>\n"
     if step.observation is not None:
         length += 13 + _text_len(step.observation)  # "OBSERVATION\n<observation>\n"
     if step.reflection:

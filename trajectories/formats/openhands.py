@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
-from datetime import datetime
 from typing import IO, Any
 
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.chat import content_text, observation_success, parse_arguments
 from trajectories.formats.reading import iter_document, iter_jsonl, loads_located, sniff_container
+from trajectories.formats.times import parse_iso
 
 # Actions that are not the agent's decisions: bookkeeping of the controller and the runtime.
 NOT_DECISIONS = frozenset(
@@ -226,10 +226,8 @@ def _timestamp(event: dict[str, Any], pointer: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise RecordError("timestamp must be an ISO 8601 string", pointer=f"{pointer}/timestamp")
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        raise RecordError(f"not an ISO 8601 date-time: {value[:40]!r}", pointer=f"{pointer}/timestamp") from None
+    if parse_iso(value) is None:
+        raise RecordError(f"not an ISO 8601 date-time: {value[:40]!r}", pointer=f"{pointer}/timestamp")
     return value
 
 

@@ -26,7 +26,6 @@ import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -43,6 +42,7 @@ from trajectories.formats.reading import (
     sniff_container,
     utf8_error,
 )
+from trajectories.formats.times import parse_iso
 
 SCAFFOLD = "tau2-bench"
 NOT_EVALUABLE = frozenset({"infrastructure_error", "context_window_exceeded"})
@@ -243,11 +243,7 @@ def _expected(task: dict[str, Any]) -> dict[str, Any]:
 def _iso(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return value
+    return value if parse_iso(value) is not None else None
 
 
 def _count(value: Any) -> int | None:

@@ -6,9 +6,9 @@ Both write the same values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -22,8 +22,9 @@ from psycopg.copy import LibpqWriter
 from core.models import Project
 from trajectories.blobs import pack
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
-from trajectories.formats.canonical import content_sha256, run_to_dict, sha256_hex, spans
+from trajectories.formats.canonical import canonical_json, content_sha256, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
+from trajectories.formats.times import parse_iso
 from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
 
 # COPY data is handed to libpq without waiting for the server until this much is pending: the
@@ -46,6 +47,9 @@ class PreparedRun:
     payload: bytes  # the record's bytes, compressed (trajectories.blobs)
     spans: list[tuple[int, int]]
     times: list[tuple[datetime | None, datetime | None]]
+    # Each step's state and arguments as the JSON text stored (canonical JSON, NUL scrubbed; None
+    # for arguments that are None): dumped once, for the content hash, the spans and the rows.
+    step_json: list[tuple[str, str | None]]
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
 
     # What the writer and the import loop read, named alike on RenderedRun.
@@ -88,8 +92,9 @@ class RenderedRun:
     """A prepared run already rendered as COPY text (by a parse worker, see imports): what the
     writer still needs to look up goals, tasks and duplicates, and the rows, with nothing per step.
 
-    `trajectory_tail` is the trajectory row from `source_file_id` on (TRAJECTORY_FIELDS[3:]);
-    the writer puts the id, project, goal and task before it and `created_at` after it.
+    `trajectory_tail` is the trajectory row from `source_file_id` on (TRAJECTORY_FIELDS[3:]) in
+    binary COPY format; the writer puts the id, project, goal and task before it and `created_at`
+    after it.
     `step_rows` are the step rows without their first column (the trajectory id), each ended
     by a newline; COPY text escapes newlines inside values, so these are the only ones.
     """
@@ -119,10 +124,12 @@ def _parse_time(value: str | None, pointer: str) -> datetime | None:
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=pointer) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = parse_iso(value) if isinstance(value, str) else None
+    except TypeError:  # a str subclass that is not hashable
+        moment = None
+    if moment is None:
+        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=pointer)
+    return moment
 
 
 INT4_MAX = 2**31 - 1
@@ -185,7 +192,11 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
     """
     _check_run(run)
     try:
-        content = content_sha256(run_to_dict(run))
+        dumped = [
+            (canonical_json(step.state), None if step.arguments is None else canonical_json(step.arguments))
+            for step in run.steps
+        ]
+        content = content_sha256(run_to_dict(run, dumped))
         for value in (run.metadata, run.outcome, run.alternatives):
             orjson.dumps(value)
     except TypeError:
@@ -204,6 +215,11 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
             )
         )
     raw = _scrub_payload(record.raw, found.values) if found.values else record.raw
+    arguments_texts = [None if arguments is None else arguments.decode() for _, arguments in dumped]
+    step_json = [
+        (_stored_json(state, step.state), None if arguments is None else _stored_json(arguments, step.arguments))
+        for (state, arguments), step in zip(dumped, run.steps, strict=True)
+    ]
     return PreparedRun(
         record=record,
         run=run,
@@ -211,9 +227,18 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
         payload_sha256=sha256_hex(raw),
         payload=pack(raw),
         secrets=found.values,
-        spans=spans(run),
+        spans=spans(run, arguments_texts),
         times=times,
+        step_json=step_json,
     )
+
+
+def _stored_json(dumped: bytes, value: Any) -> str:
+    """The JSON text a jsonb column gets for `value`, dumped as `dumped` (PostgreSQL cannot keep
+    NUL in jsonb text; orjson writes each as the escape "\\u0000")."""
+    if b"\\u0000" in dumped:
+        return orjson.dumps(_scrub_nul(value)).decode()
+    return dumped.decode()
 
 
 def _clean_text(value: str | None) -> str | None:
@@ -283,13 +308,8 @@ class BatchWriter:
         the same dumpers): done by a parse worker, so that the writer has nothing left per step."""
         unknown = self._unknown(prepared.run)
         values = self._trajectory_values(prepared, None, None, unknown)
-        tail = bytearray()
-        format_row_text(
-            tuple(_json_text(values[c]) if c in _JSON_COLUMNS else values[c] for c in TRAJECTORY_FIELDS[3:]), tx, tail
-        )
-        rows = bytearray()
-        for i, step in enumerate(prepared.run.steps):
-            format_row_text(self._step_row(prepared, i, step, _json_text), tx, rows)
+        tail = _binary_fields(values, TRAJECTORY_FIELDS[3:])
+        rows = self._step_rows(prepared, tx)
         return RenderedRun(
             where=prepared.where,
             line=prepared.line,
@@ -301,8 +321,8 @@ class BatchWriter:
             secrets=prepared.secrets,
             step_count=prepared.step_count,
             unknown=unknown,
-            trajectory_tail=bytes(tail[:-1]),
-            step_rows=bytes(rows),
+            trajectory_tail=tail,
+            step_rows=rows,
         )
 
     def write(self, batch: list[Prepared]) -> BatchResult:
@@ -462,11 +482,8 @@ class BatchWriter:
             "unknown_tool_count": unknown,
         }
 
-    def _step_row(self, p: PreparedRun, i: int, step: RunStep, json: Callable[[Any], Any]) -> tuple[Any, ...]:
-        """The step's values in STEP_FIELDS order, its JSON columns passed through `json`.
-
-        A tuple rather than a dict: this runs once per step, on the import's critical path.
-        """
+    def _step_row(self, p: PreparedRun, i: int, step: RunStep, state: Any, arguments: Any) -> tuple[Any, ...]:
+        """The step's values in STEP_FIELDS order, with its JSON columns as given."""
         tool_id, known = self._tool_of(step)
         started, ended = p.times[i]
         start, end = p.spans[i]
@@ -474,13 +491,13 @@ class BatchWriter:
             i,
             step.kind,
             step.turn_id[:100],
-            json(step.state),
+            state,
             _clean_text(step.plan),
             step.tool_name[:200],
             step.tool_call_id[:200],
             tool_id,
             known,
-            json(step.arguments),
+            arguments,
             _clean_text(step.arguments_raw),
             step.arguments_error[:300],
             _clean_text(step.observation),
@@ -495,6 +512,14 @@ class BatchWriter:
             start,
             end,
         )
+
+    def _step_rows(self, p: PreparedRun, tx: Transformer) -> bytes:
+        """The run's step rows as COPY text, without their first column (the trajectory id), each
+        ended by a newline (psycopg's C row writer: faster than building them in Python)."""
+        rows = bytearray()
+        for i, (step, (state, arguments)) in enumerate(zip(p.run.steps, p.step_json, strict=True)):
+            format_row_text(self._step_row(p, i, step, state, arguments), tx, rows)
+        return bytes(rows)
 
     def _unknown(self, run: ParsedRun) -> int:
         if self.tools is None:
@@ -517,7 +542,8 @@ class BatchWriter:
         steps = []
         for p, trajectory in zip(runs, trajectories, strict=True):
             for i, step in enumerate(p.run.steps):
-                values = dict(zip(STEP_FIELDS, self._step_row(p, i, step, _scrub_nul), strict=True))
+                row = self._step_row(p, i, step, _scrub_nul(step.state), _scrub_nul(step.arguments))
+                values = dict(zip(STEP_FIELDS, row, strict=True))
                 steps.append(Step(trajectory_id=trajectory.pk, **values))
         Step.objects.bulk_create(steps, batch_size=1000)
         return [t.pk for t in trajectories], len(steps), unknown_total
@@ -536,35 +562,36 @@ class BatchWriter:
             unknown_total = 0
             # Rows are rendered here with the function Copy.write_row uses (or come rendered from
             # a parse worker) and handed over in blocks with Copy.write.
+            # The trajectory rows go in binary COPY format: the payload (a compressed blob of a few
+            # KB per record) is sent as it is, where text COPY would send it as escaped hex, twice
+            # its size, for the server to parse character by character.
             with cursor.copy(
-                f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
+                f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)",
+                writer=self._writer(cursor),
             ) as copy:
-                tx = copy.formatter.transformer
-                out = bytearray()
-                end = bytearray()
-                format_row_text((now,), tx, end)  # created_at, and the row's newline
+                out = bytearray(_BINARY_SIGNATURE)
+                end = _binary_value("timestamptz", now)
                 for p, trajectory_id, goal_id, task_id in zip(runs, ids, goal_ids, task_ids, strict=True):
+                    out += _BINARY_ROW
+                    out += _binary_value("int8", trajectory_id)
+                    out += _binary_value("int8", self.project.pk)
+                    out += _binary_value("int8", goal_id)
+                    out += _binary_value("int8", task_id)
                     if isinstance(p, RenderedRun):
                         unknown_total += p.unknown
-                        out += b"%d\t%d\t%s\t%s\t" % (trajectory_id, self.project.pk, _id(goal_id), _id(task_id))
                         out += p.trajectory_tail
-                        out += b"\t"
-                        out += end
                     else:
                         unknown = self._unknown(p.run)
                         unknown_total += unknown
-                        v = self._trajectory_values(p, goal_id, task_id, unknown)
-                        row = (
-                            trajectory_id,
-                            *(_json_text(v[c]) if c in _JSON_COLUMNS else v[c] for c in TRAJECTORY_FIELDS),
-                            now,
+                        out += _binary_fields(
+                            self._trajectory_values(p, goal_id, task_id, unknown), TRAJECTORY_FIELDS[3:]
                         )
-                        format_row_text(row, tx, out)
+                    out += end
                     if len(out) >= COPY_BLOCK_BYTES:
                         copy.write(out)
                         out = bytearray()
-                if out:
-                    copy.write(out)
+                out += _BINARY_TRAILER
+                copy.write(out)
             count = 0
             with cursor.copy(
                 f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
@@ -572,17 +599,14 @@ class BatchWriter:
                 tx = copy.formatter.transformer
                 out = bytearray()
                 for p, trajectory_id in zip(runs, ids, strict=True):
-                    if isinstance(p, RenderedRun):
-                        if p.step_rows:
-                            # Each row gets the trajectory id in front: the rows' newlines are the
-                            # only ones in COPY text, so one replace puts it after each.
-                            prefix = b"%d\t" % trajectory_id
-                            out += prefix
-                            out += p.step_rows[:-1].replace(b"\n", b"\n" + prefix)
-                            out += b"\n"
-                    else:
-                        for i, step in enumerate(p.run.steps):
-                            format_row_text((trajectory_id, *self._step_row(p, i, step, _json_text)), tx, out)
+                    rows = p.step_rows if isinstance(p, RenderedRun) else self._step_rows(p, tx)
+                    if rows:
+                        # Each row gets the trajectory id in front: the rows' newlines are the
+                        # only ones in COPY text, so one replace puts it after each.
+                        prefix = b"%d\t" % trajectory_id
+                        out += prefix
+                        out += rows[:-1].replace(b"\n", b"\n" + prefix)
+                        out += b"\n"
                     count += p.step_count
                     if len(out) >= COPY_BLOCK_BYTES:
                         copy.write(out)
@@ -622,11 +646,60 @@ TRAJECTORY_FIELDS = (
     "unknown_tool_count",
 )
 TRAJECTORY_COLUMNS = ", ".join(("id", *TRAJECTORY_FIELDS, "created_at"))
-_JSON_COLUMNS = frozenset({"outcome", "metadata", "alternatives"})
 
 
-def _id(value: int | None) -> bytes:
-    return rb"\N" if value is None else b"%d" % value
+# Binary COPY (https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.4): the
+# header, each row's field count, each field as its length and bytes (-1 for NULL), the trailer.
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+_BINARY_ROW = struct.pack(">h", 2 + len(TRAJECTORY_FIELDS))  # id, the fields, created_at
+_BINARY_NULL = b"\xff\xff\xff\xff"
+_INT8 = struct.Struct(">iq")
+_INT4 = struct.Struct(">ii")
+_FLOAT8 = struct.Struct(">id")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Each trajectory field's PostgreSQL type, as _binary_value writes it.
+TRAJECTORY_TYPES = {
+    "project_id": "int8",
+    "goal_id": "int8",
+    "swe_task_id": "int8",
+    "source_file_id": "int8",
+    "trial": "int4",
+    "payload": "bytea",
+    "outcome_reward": "float8",
+    "outcome": "jsonb",
+    "metadata": "jsonb",
+    "alternatives": "jsonb",
+    "step_count": "int4",
+    "unknown_tool_count": "int4",
+}  # the others are text (varchar or text)
+
+
+def _binary_value(kind: str, value: Any) -> bytes:
+    """One field in binary COPY format: `kind` is its type (TRAJECTORY_TYPES), `value` the Python
+    value (for jsonb, the JSON value, dumped here as `_json_text` dumps it)."""
+    if value is None:
+        return _BINARY_NULL
+    if kind == "int8":
+        return _INT8.pack(8, value)
+    if kind == "int4":
+        return _INT4.pack(4, value)
+    if kind == "float8":
+        return _FLOAT8.pack(8, value)
+    if kind == "timestamptz":
+        return _INT8.pack(8, (value - _PG_EPOCH) // _MICROSECOND)
+    if kind == "bytea":
+        data = bytes(value)
+    elif kind == "jsonb":
+        data = b"\x01" + (_json_text(value) or "").encode()  # jsonb's binary form: version 1, then the text
+    else:
+        data = value.encode()
+    return struct.pack(">i", len(data)) + data
+
+
+def _binary_fields(values: dict[str, Any], fields: tuple[str, ...]) -> bytes:
+    return b"".join([_binary_value(TRAJECTORY_TYPES.get(name, "text"), values[name]) for name in fields])
 
 
 STEP_FIELDS = (

@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
-from django.db.models import Avg, Count, Max, Q, QuerySet, TextField
+from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.completeness import step_missing
 from annotation.models import Assignment, AssignmentStatus, GoldItem, StepLabel, TrajectoryLabel
-from core.models import Project
-from core.selectors import UserLike
+from core.models import Membership, Project
+from core.selectors import UserLike, project_get_for_user
 from trajectories.models import Step, StepKind, Tool, Trajectory
 from trajectories.selectors.registries import active_registry_tools_query
 from verification.models import CheckRun, Finding, FindingCode
@@ -67,6 +67,16 @@ LIGHT_STEP_FIELDS = (
 )
 
 
+# What the workspace never shows of a trajectory (large): left out when an assignment is loaded.
+TRAJECTORY_HEAVY_FIELDS = (
+    "trajectory__payload",
+    "trajectory__metadata",
+    "trajectory__outcome",
+    "trajectory__alternatives",
+    "trajectory__final_answer",
+)
+
+
 def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: int) -> Assignment:
     """The user's own assignment in the project; Http404 for anyone else's (whoever asks)."""
     if not isinstance(user, User):
@@ -74,19 +84,34 @@ def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: 
     assignment = (
         Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project=project)
         .select_related("trajectory", "trajectory__goal")
-        .defer(
-            "trajectory__payload",
-            "trajectory__metadata",
-            "trajectory__outcome",
-            "trajectory__alternatives",
-            "trajectory__final_answer",
-        )
+        .defer(*TRAJECTORY_HEAVY_FIELDS)
         .first()
     )
     if assignment is None:
         raise Http404("No such assignment.")
     assignment.trajectory.project = project  # the same row (filtered above): saves a query per use
     return assignment
+
+
+def assignment_get_for_user_by_slug(
+    *, user: UserLike, slug: str, assignment_id: int
+) -> tuple[Project, str, Assignment]:
+    """The project named by `slug`, the user's role in it and their own assignment there, in one query for a
+    member on their own assignment (every workspace request asks); otherwise as `project_get_for_user` and
+    `assignment_get_for_user` answer, Http404 included."""
+    if isinstance(user, User):
+        role = Membership.objects.filter(user=user, project=OuterRef("trajectory__project_id")).values("role")[:1]
+        assignment = (
+            Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project__slug=slug)
+            .select_related("trajectory", "trajectory__goal", "trajectory__project")
+            .defer(*TRAJECTORY_HEAVY_FIELDS)
+            .annotate(member_role=Subquery(role))
+            .first()
+        )
+        if assignment is not None and assignment.member_role is not None:
+            return assignment.trajectory.project, assignment.member_role, assignment
+    project, role_name = project_get_for_user(user=user, slug=slug)
+    return project, role_name, assignment_get_for_user(user=user, project=project, assignment_id=assignment_id)
 
 
 def assignment_is_open(assignment: Assignment) -> bool:

@@ -1,6 +1,6 @@
 """The annotator's workspace: queue, step view with autosave, trajectory verdict, submit and skip.
 
-Every view loads the assignment through `assignment_get_for_user`: an assignment exists only for
+Every view loads the assignment through `assignment_get_for_user_by_slug`: an assignment exists only for
 its own annotator (anyone else gets 404), and a non-member gets 404 for the project.
 """
 
@@ -22,7 +22,7 @@ from django_htmx.http import reswap, retarget, trigger_client_event
 from annotation.forms import STEP_GROUPS, VERDICT_GROUPS, GoldForm, SkipForm, parse_step_save, parse_verdict_save
 from annotation.models import Assignment, StepLabel, TrajectoryLabel
 from annotation.selectors import (
-    assignment_get_for_user,
+    assignment_get_for_user_by_slug,
     assignment_is_open,
     assignment_trajectory_label,
     failure_taxonomy,
@@ -69,9 +69,7 @@ SCORES = [
 
 
 def _load(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int) -> tuple[Project, str, Assignment]:
-    project, role = project_get_for_user(user=request.user, slug=project_slug)
-    assignment = assignment_get_for_user(user=request.user, project=project, assignment_id=assignment_id)
-    return project, role, assignment
+    return assignment_get_for_user_by_slug(user=request.user, slug=project_slug, assignment_id=assignment_id)
 
 
 def _step_url(project: Project, assignment: Assignment, index: int) -> str:

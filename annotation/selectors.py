@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
@@ -24,7 +25,7 @@ from annotation.models import Assignment, AssignmentStatus, GoldItem, StepLabel,
 from core.models import Membership, Project
 from core.selectors import UserLike, project_get_for_user
 from trajectories.models import Step, StepKind, Tool, Trajectory
-from trajectories.selectors.registries import active_registry_tools_query
+from trajectories.selectors.registries import active_registry_id_subquery, active_registry_tools_query
 from verification.models import CheckRun, Finding, FindingCode
 
 NONE_TAG = "none"
@@ -98,14 +99,18 @@ def assignment_get_for_user_by_slug(
 ) -> tuple[Project, str, Assignment]:
     """The project named by `slug`, the user's role in it and their own assignment there, in one query for a
     member on their own assignment (every workspace request asks); otherwise as `project_get_for_user` and
-    `assignment_get_for_user` answer, Http404 included."""
+    `assignment_get_for_user` answer, Http404 included. The one query also names the project's active
+    registry (`assignment.active_registry_id`), whose tools the step view then takes from the cache."""
     if isinstance(user, User):
         role = Membership.objects.filter(user=user, project=OuterRef("trajectory__project_id")).values("role")[:1]
         assignment = (
             Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project__slug=slug)
             .select_related("trajectory", "trajectory__goal", "trajectory__project")
             .defer(*TRAJECTORY_HEAVY_FIELDS)
-            .annotate(member_role=Subquery(role))
+            .annotate(
+                member_role=Subquery(role),
+                active_registry_id=active_registry_id_subquery(OuterRef("trajectory__project_id")),
+            )
             .first()
         )
         if assignment is not None and assignment.member_role is not None:
@@ -415,12 +420,27 @@ def suggestion_values(*, suggestion: Suggestion, label: StepLabel | None) -> dic
     return values
 
 
-def _registry_tools(project: Project) -> list[Tool]:
-    return list(
-        active_registry_tools_query(project)
-        .only("id", "registry_id", "name", "description", "parameters")
-        .order_by("name")
-    )
+_UNKNOWN = object()
+TOOLS_CACHE_SECONDS = 24 * 3600
+
+
+def _registry_tools(project: Project, registry_id: Any = _UNKNOWN) -> list[Tool]:
+    """The active registry's tools, by name. With the registry's id known (None: no frozen registry), from
+    Django's cache: a frozen registry never changes again (a change is a new version, with a new id)."""
+    if registry_id is _UNKNOWN:
+        query = active_registry_tools_query(project)
+    elif registry_id is None:
+        return []
+    else:
+        key = f"annotation:registry-tools:{registry_id}"
+        cached = cache.get(key)
+        if cached is not None:
+            return list(cached)
+        query = Tool.objects.filter(registry_id=registry_id)
+    tools = list(query.only("id", "registry_id", "name", "description", "parameters").order_by("name"))
+    if registry_id is not _UNKNOWN:
+        cache.set(key, tools, TOOLS_CACHE_SECONDS)
+    return tools
 
 
 @dataclass(slots=True)
@@ -496,7 +516,7 @@ def step_workspace(*, assignment: Assignment, index: int, outline: bool = True) 
         previous = index - 1 if index > 0 else None
         following = index + 1 if index + 1 < count else None
         current = outline_item(step=step, label=label, axes=axis_keys, flagged=len(findings))
-    tools = _registry_tools(project)
+    tools = _registry_tools(project, getattr(assignment, "active_registry_id", _UNKNOWN))
     tool = next((t for t in tools if t.pk == step.tool_id), None)
     if tool is None and step.tool_id is not None:
         tool = Tool.objects.filter(pk=step.tool_id).only("id", "name", "description", "parameters").first()

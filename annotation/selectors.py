@@ -95,24 +95,23 @@ def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: 
 
 
 def assignment_get_for_user_by_slug(
-    *, user: UserLike, slug: str, assignment_id: int
+    *, user: UserLike, slug: str, assignment_id: int, registry: bool = False
 ) -> tuple[Project, str, Assignment]:
     """The project named by `slug`, the user's role in it and their own assignment there, in one query for a
     member on their own assignment (every workspace request asks); otherwise as `project_get_for_user` and
-    `assignment_get_for_user` answer, Http404 included. The one query also names the project's active
-    registry (`assignment.active_registry_id`), whose tools the step view then takes from the cache."""
+    `assignment_get_for_user` answer, Http404 included. With `registry` the one query also names the project's
+    active registry (`assignment.active_registry_id`), whose tools the step view then takes from the cache."""
     if isinstance(user, User):
         role = Membership.objects.filter(user=user, project=OuterRef("trajectory__project_id")).values("role")[:1]
-        assignment = (
+        query = (
             Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project__slug=slug)
             .select_related("trajectory", "trajectory__goal", "trajectory__project")
             .defer(*TRAJECTORY_HEAVY_FIELDS)
-            .annotate(
-                member_role=Subquery(role),
-                active_registry_id=active_registry_id_subquery(OuterRef("trajectory__project_id")),
-            )
-            .first()
+            .annotate(member_role=Subquery(role))
         )
+        if registry:
+            query = query.annotate(active_registry_id=active_registry_id_subquery(OuterRef("trajectory__project_id")))
+        assignment = query.first()
         if assignment is not None and assignment.member_role is not None:
             return assignment.trajectory.project, assignment.member_role, assignment
     project, role_name = project_get_for_user(user=user, slug=slug)

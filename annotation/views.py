@@ -68,8 +68,13 @@ SCORES = [
 ]
 
 
-def _load(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int) -> tuple[Project, str, Assignment]:
-    return assignment_get_for_user_by_slug(user=request.user, slug=project_slug, assignment_id=assignment_id)
+def _load(
+    request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, *, registry: bool = False
+) -> tuple[Project, str, Assignment]:
+    """`registry`: for the views that show the step view (its tools then come from the cache)."""
+    return assignment_get_for_user_by_slug(
+        user=request.user, slug=project_slug, assignment_id=assignment_id, registry=registry
+    )
 
 
 def _step_url(project: Project, assignment: Assignment, index: int) -> str:
@@ -150,7 +155,7 @@ def _step_context(
 
 @require_GET
 def step_view(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, index: int) -> HttpResponse:
-    project, role, assignment = _load(request, project_slug, assignment_id)
+    project, role, assignment = _load(request, project_slug, assignment_id, registry=True)
     context = _step_context(project, role, assignment, index, fragment=bool(request.htmx))
     return render_page(request, "annotation/step.html", context, partial="workspace")
 
@@ -253,7 +258,7 @@ def suggestion_accept(
     request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, index: int, finding_id: int
 ) -> HttpResponse:
     """Write a machine finding's suggestion as the annotator's own label (only on their request)."""
-    project, role, assignment = _load(request, project_slug, assignment_id)
+    project, role, assignment = _load(request, project_slug, assignment_id, registry=True)
     step = step_for_assignment(assignment=assignment, index=index)
     finding = finding_for_step(assignment=assignment, step=step, finding_id=finding_id)
     label: StepLabel | None = step_label_for(assignment=assignment, step=step)

@@ -14,17 +14,18 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.models import User
-from django.db.models import Avg, Count, Max, Q, QuerySet, TextField
+from django.core.cache import cache
+from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.completeness import step_missing
 from annotation.models import Assignment, AssignmentStatus, GoldItem, StepLabel, TrajectoryLabel
-from core.models import Project
-from core.selectors import UserLike
+from core.models import Membership, Project
+from core.selectors import UserLike, project_get_for_user
 from trajectories.models import Step, StepKind, Tool, Trajectory
-from trajectories.selectors.registries import active_registry_tools_query
+from trajectories.selectors.registries import active_registry_id_subquery, active_registry_tools_query
 from verification.models import CheckRun, Finding, FindingCode
 
 NONE_TAG = "none"
@@ -67,6 +68,16 @@ LIGHT_STEP_FIELDS = (
 )
 
 
+# What the workspace never shows of a trajectory (large): left out when an assignment is loaded.
+TRAJECTORY_HEAVY_FIELDS = (
+    "trajectory__payload",
+    "trajectory__metadata",
+    "trajectory__outcome",
+    "trajectory__alternatives",
+    "trajectory__final_answer",
+)
+
+
 def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: int) -> Assignment:
     """The user's own assignment in the project; Http404 for anyone else's (whoever asks)."""
     if not isinstance(user, User):
@@ -74,19 +85,37 @@ def assignment_get_for_user(*, user: UserLike, project: Project, assignment_id: 
     assignment = (
         Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project=project)
         .select_related("trajectory", "trajectory__goal")
-        .defer(
-            "trajectory__payload",
-            "trajectory__metadata",
-            "trajectory__outcome",
-            "trajectory__alternatives",
-            "trajectory__final_answer",
-        )
+        .defer(*TRAJECTORY_HEAVY_FIELDS)
         .first()
     )
     if assignment is None:
         raise Http404("No such assignment.")
     assignment.trajectory.project = project  # the same row (filtered above): saves a query per use
     return assignment
+
+
+def assignment_get_for_user_by_slug(
+    *, user: UserLike, slug: str, assignment_id: int, registry: bool = False
+) -> tuple[Project, str, Assignment]:
+    """The project named by `slug`, the user's role in it and their own assignment there, in one query for a
+    member on their own assignment (every workspace request asks); otherwise as `project_get_for_user` and
+    `assignment_get_for_user` answer, Http404 included. With `registry` the one query also names the project's
+    active registry (`assignment.active_registry_id`), whose tools the step view then takes from the cache."""
+    if isinstance(user, User):
+        role = Membership.objects.filter(user=user, project=OuterRef("trajectory__project_id")).values("role")[:1]
+        query = (
+            Assignment.objects.filter(pk=assignment_id, annotator=user, trajectory__project__slug=slug)
+            .select_related("trajectory", "trajectory__goal", "trajectory__project")
+            .defer(*TRAJECTORY_HEAVY_FIELDS)
+            .annotate(member_role=Subquery(role))
+        )
+        if registry:
+            query = query.annotate(active_registry_id=active_registry_id_subquery(OuterRef("trajectory__project_id")))
+        assignment = query.first()
+        if assignment is not None and assignment.member_role is not None:
+            return assignment.trajectory.project, assignment.member_role, assignment
+    project, role_name = project_get_for_user(user=user, slug=slug)
+    return project, role_name, assignment_get_for_user(user=user, project=project, assignment_id=assignment_id)
 
 
 def assignment_is_open(assignment: Assignment) -> bool:
@@ -390,12 +419,27 @@ def suggestion_values(*, suggestion: Suggestion, label: StepLabel | None) -> dic
     return values
 
 
-def _registry_tools(project: Project) -> list[Tool]:
-    return list(
-        active_registry_tools_query(project)
-        .only("id", "registry_id", "name", "description", "parameters")
-        .order_by("name")
-    )
+_UNKNOWN = object()
+TOOLS_CACHE_SECONDS = 24 * 3600
+
+
+def _registry_tools(project: Project, registry_id: Any = _UNKNOWN) -> list[Tool]:
+    """The active registry's tools, by name. With the registry's id known (None: no frozen registry), from
+    Django's cache: a frozen registry never changes again (a change is a new version, with a new id)."""
+    if registry_id is _UNKNOWN:
+        query = active_registry_tools_query(project)
+    elif registry_id is None:
+        return []
+    else:
+        key = f"annotation:registry-tools:{registry_id}"
+        cached = cache.get(key)
+        if cached is not None:
+            return list(cached)
+        query = Tool.objects.filter(registry_id=registry_id)
+    tools = list(query.only("id", "registry_id", "name", "description", "parameters").order_by("name"))
+    if registry_id is not _UNKNOWN:
+        cache.set(key, tools, TOOLS_CACHE_SECONDS)
+    return tools
 
 
 @dataclass(slots=True)
@@ -471,7 +515,7 @@ def step_workspace(*, assignment: Assignment, index: int, outline: bool = True) 
         previous = index - 1 if index > 0 else None
         following = index + 1 if index + 1 < count else None
         current = outline_item(step=step, label=label, axes=axis_keys, flagged=len(findings))
-    tools = _registry_tools(project)
+    tools = _registry_tools(project, getattr(assignment, "active_registry_id", _UNKNOWN))
     tool = next((t for t in tools if t.pk == step.tool_id), None)
     if tool is None and step.tool_id is not None:
         tool = Tool.objects.filter(pk=step.tool_id).only("id", "name", "description", "parameters").first()

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
@@ -242,17 +242,38 @@ def _claim_gold(*, annotator: User, project: Project, now: datetime, slice_key: 
     return assignment
 
 
+_HELD_FIELDS = ("id", "trajectory_id", "annotator_id", "status", "is_gold", "lease_expires_at", "time_spent_ms")
+
+
+def _renew_live_lease(assignment: Assignment, now: datetime, elapsed_ms: int) -> Assignment | None:
+    """The common case of `_hold` in one statement: an active assignment of its annotator whose lease has not
+    expired at `now` is renewed and credited with the time, and its row stays locked until the transaction
+    ends (as `SELECT … FOR UPDATE` would). None, touching nothing, when any of that does not hold."""
+    opts, quote = Assignment._meta, connection.ops.quote_name
+    col = {f.attname: quote(f.column or f.attname) for f in opts.concrete_fields if f.attname in _HELD_FIELDS}
+    sql = (
+        f"UPDATE {quote(opts.db_table)} SET {col['lease_expires_at']} = %s, "  # noqa: S608 - names from the model
+        f"{col['time_spent_ms']} = {col['time_spent_ms']} + %s "
+        f"WHERE {col['id']} = %s AND {col['annotator_id']} = %s AND {col['status']} = %s "
+        f"AND {col['lease_expires_at']} > %s RETURNING {', '.join(col.values())}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [adapt(now + LEASE), _elapsed(elapsed_ms), assignment.pk, assignment.annotator_id]
+    rows = list(Assignment.objects.raw(sql, [*params, AssignmentStatus.ACTIVE.value, adapt(now)]))
+    return rows[0] if rows else None
+
+
 def _hold(assignment: Assignment, now: datetime, elapsed_ms: int = 0) -> Assignment:
     """Lock the annotator's own active assignment, renew its lease and add the time spent; LeaseLost if its
     place is gone."""
-    locked = (
-        Assignment.objects.select_for_update()
-        .only("id", "trajectory_id", "annotator_id", "status", "is_gold", "lease_expires_at", "time_spent_ms")
-        .get(pk=assignment.pk)
-    )
+    renewed = _renew_live_lease(assignment, now, elapsed_ms)
+    # Otherwise (lease expired, submitted, skipped): lock, check and renew step by step.
+    locked = renewed or Assignment.objects.select_for_update().only(*_HELD_FIELDS).get(pk=assignment.pk)
     # The caller's assignment already carries its trajectory and project (the same rows): reuse them.
     if Assignment.trajectory.is_cached(assignment) and assignment.trajectory_id == locked.trajectory_id:
         locked.trajectory = assignment.trajectory
+    if renewed is not None:
+        return renewed
     if locked.status == AssignmentStatus.SUBMITTED:
         raise ValidationError("This trajectory was already submitted; its labels are final.")
     if locked.status == AssignmentStatus.SKIPPED:

@@ -1,6 +1,6 @@
 """The annotator's workspace: queue, step view with autosave, trajectory verdict, submit and skip.
 
-Every view loads the assignment through `assignment_get_for_user`: an assignment exists only for
+Every view loads the assignment through `assignment_get_for_user_by_slug`: an assignment exists only for
 its own annotator (anyone else gets 404), and a non-member gets 404 for the project.
 """
 
@@ -22,7 +22,7 @@ from django_htmx.http import reswap, retarget, trigger_client_event
 from annotation.forms import STEP_GROUPS, VERDICT_GROUPS, GoldForm, SkipForm, parse_step_save, parse_verdict_save
 from annotation.models import Assignment, StepLabel, TrajectoryLabel
 from annotation.selectors import (
-    assignment_get_for_user,
+    assignment_get_for_user_by_slug,
     assignment_is_open,
     assignment_trajectory_label,
     failure_taxonomy,
@@ -68,10 +68,13 @@ SCORES = [
 ]
 
 
-def _load(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int) -> tuple[Project, str, Assignment]:
-    project, role = project_get_for_user(user=request.user, slug=project_slug)
-    assignment = assignment_get_for_user(user=request.user, project=project, assignment_id=assignment_id)
-    return project, role, assignment
+def _load(
+    request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, *, registry: bool = False
+) -> tuple[Project, str, Assignment]:
+    """`registry`: for the views that show the step view (its tools then come from the cache)."""
+    return assignment_get_for_user_by_slug(
+        user=request.user, slug=project_slug, assignment_id=assignment_id, registry=registry
+    )
 
 
 def _step_url(project: Project, assignment: Assignment, index: int) -> str:
@@ -152,7 +155,7 @@ def _step_context(
 
 @require_GET
 def step_view(request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, index: int) -> HttpResponse:
-    project, role, assignment = _load(request, project_slug, assignment_id)
+    project, role, assignment = _load(request, project_slug, assignment_id, registry=True)
     context = _step_context(project, role, assignment, index, fragment=bool(request.htmx))
     return render_page(request, "annotation/step.html", context, partial="workspace")
 
@@ -255,7 +258,7 @@ def suggestion_accept(
     request: AuthenticatedHttpRequest, project_slug: str, assignment_id: int, index: int, finding_id: int
 ) -> HttpResponse:
     """Write a machine finding's suggestion as the annotator's own label (only on their request)."""
-    project, role, assignment = _load(request, project_slug, assignment_id)
+    project, role, assignment = _load(request, project_slug, assignment_id, registry=True)
     step = step_for_assignment(assignment=assignment, index=index)
     finding = finding_for_step(assignment=assignment, step=step, finding_id=finding_id)
     label: StepLabel | None = step_label_for(assignment=assignment, step=step)

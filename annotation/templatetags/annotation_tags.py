@@ -393,7 +393,8 @@ def get_item(mapping: Any, key: str) -> Any:
 
 def outline_line(item: Any, current: str, *, oob: bool = False) -> str:
     """One outline line, kept short (a 300-step outline is most of the page): the status is a one-letter
-    class (u untouched, d draft, c complete; f flagged) that the stylesheet turns into the icon, and the link
+    class (u untouched, d draft, c complete; f flagged) that the stylesheet turns into the icon, the step's
+    number is the list's own (a CSS counter: the outline lists every step in order), and the link
     is relative to the step page (`../12/`), so no long URL repeats. Only the tool name and the missing
     argument names come from the trajectory: they are escaped; the rest is ours. The list around it is
     hx-boosted (target, swap and URL push inherited)."""
@@ -404,7 +405,7 @@ def outline_line(item: Any, current: str, *, oob: bool = False) -> str:
     mark = ' aria-current="step"' if here else ""
     return (
         f'<li id="outline-{item.idx}" class="{classes}"{swap}><a href="../{item.idx}/"{mark}{title}>'
-        f"<i>{item.number}</i>{_esc(item.name)}</a></li>"
+        f"{_esc(item.name)}</a></li>"
     )
 
 

@@ -207,6 +207,17 @@
     return here;
   }
 
+  // Outline lines: one delegated listener instead of htmx boosting each of a long run's hundreds of links at
+  // page load. The request is htmx's all the same (its confirm, the flush before leaving, the pushed URL);
+  // a click with a modifier key opens the link as the browser would.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("#outline a[href]");
+    if (!link || !window.htmx || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    var url = new URL(link.getAttribute("href"), window.location.href).pathname;
+    htmx.ajax("GET", url, { source: link, target: "#workspace", swap: "outerHTML", push: url });
+  });
+
   // After a save: the step's new status (u untouched, d draft, c complete) on its outline line.
   document.addEventListener("stepwise:status", function (event) {
     var d = event.detail || {};
@@ -232,9 +243,13 @@
     clockStart();
     if (w) recover(w);
     var current = markCurrent();
-    if (current) current.scrollIntoView({ block: "nearest" });
-    var step = $(".ws-step");
-    if (step) step.scrollTop = 0;
+    // Scrolling reads the layout: at the next frame, which lays the page out anyway, not now (a forced layout
+    // of the whole page here would hold back the first paint of the step).
+    requestAnimationFrame(function () {
+      if (current && current.isConnected) current.scrollIntoView({ block: "nearest" });
+      var step = $(".ws-step");
+      if (step && step.scrollTop) step.scrollTop = 0;
+    });
     countDone();
   }
   // At the swap itself, not at the settle that follows: a key pressed in between must not be reset away.

@@ -140,6 +140,37 @@ def test_an_expired_draft_comes_back_to_its_annotator_while_there_is_room(ready,
     assert StepLabel.objects.get(assignment=back, step=step).tool_verdict == "wrong"
 
 
+def test_a_save_renews_a_live_lease_and_adds_the_time_in_one_statement(
+    ready, project, annotator, django_assert_num_queries
+) -> None:
+    now = timezone.now()
+    mine = assignment_claim_next(annotator=annotator, project=project, now=now)
+    step = mine.trajectory.steps.get(index=0)
+    step_label_save(annotator=annotator, assignment=mine, step=step, values={"comment": "a"}, base_version=0, now=now)
+    later = now + LEASE - timedelta(seconds=1)  # still live
+    # savepoint, the lease renewed and the time added, the label locked and read, written, savepoint released
+    with django_assert_num_queries(5):
+        step_label_save(
+            annotator=annotator,
+            assignment=mine,
+            step=step,
+            values={"comment": "b"},
+            base_version=1,
+            elapsed_ms=1200,
+            now=later,
+        )
+    held = Assignment.objects.get(pk=mine.pk)
+    assert held.status == AssignmentStatus.ACTIVE and held.lease_expires_at == later + LEASE
+    assert held.time_spent_ms == 1200
+    # At the very moment the lease runs out it is no longer live: the step-by-step path takes over (and, the
+    # place being free, renews it).
+    step_label_save(
+        annotator=annotator, assignment=mine, step=step, values={"comment": "c"}, base_version=2, now=later + LEASE
+    )
+    held.refresh_from_db()
+    assert held.lease_expires_at == later + LEASE * 2 and held.time_spent_ms == 1200
+
+
 def test_saves_are_versioned_and_a_stale_save_is_refused(ready, project, annotator) -> None:
     assignment = assignment_claim_next(annotator=annotator, project=project)
     step = assignment.trajectory.steps.get(index=0)

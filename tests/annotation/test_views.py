@@ -6,7 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation.models import Assignment, AssignmentStatus, StepLabel
@@ -629,3 +631,12 @@ def test_no_api_shows_an_annotator_another_annotators_work(project, pm, annotato
     assert holder.status_code == 200 and b"secret note" not in holder.content
     outsider_view = login(annotator2).get(f"/p/{project.slug}/trajectories/{mine.trajectory_id}/")
     assert outsider_view.status_code == 404
+
+
+def test_the_step_view_takes_the_frozen_registrys_tools_from_the_cache(assignment, annotator) -> None:
+    client = login(annotator)
+    client.get(url("step", assignment, index=1), **HX)
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get(url("step", assignment, index=0), **HX).content.decode()
+    assert not any('FROM "trajectories_tool"' in q["sql"] for q in queries.captured_queries)
+    assert "Look up a reservation by its id." in body and '<option value="update_reservation_flights">' in body

@@ -272,3 +272,29 @@ def test_a_screenshot_of_the_step_view_is_saved(page, live_server, project, anno
     page.screenshot(path=str(path), full_page=True)
     data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_an_outline_click_saves_first_then_swaps_the_step_and_pushes_its_url(
+    page, live_server, project, annotator, small_assignment
+) -> None:
+    url = step_url(live_server, project, small_assignment)
+    log_in(page, live_server, annotator.username, PASSWORD)
+    open_step(page, url)
+    page.evaluate("window.__samePage = 1")
+    keys(page, "c")
+    page.keyboard.type("seen on step 1")
+    page.click("#outline-1 a")  # before the autosave's pause has passed: the click sends it first
+    page.wait_for_selector('#workspace[data-step-index="1"]')
+    expect(page).to_have_url(step_url(live_server, project, small_assignment, 1))
+    assert page.evaluate("window.__samePage") == 1  # a fragment swap, not a page load
+    expect(page.locator("#outline li.current")).to_have_count(1)
+    expect(page.locator("#outline-1 a")).to_have_attribute("aria-current", "step")
+    eventually(
+        lambda: StepLabel.objects.filter(assignment=small_assignment, step__index=0, comment="seen on step 1").exists(),
+        what="the comment was saved before leaving the step",
+    )
+    page.go_back()
+    page.wait_for_selector('#workspace[data-step-index="0"]')
+    expect(page).to_have_url(url)
+    expect(page.locator("#comment")).to_have_value("seen on step 1")
+    assert page.js_errors == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Subquery
 from django.http import Http404
 
 from core.models import Project
@@ -54,6 +54,15 @@ def frozen_registries(project: Project | int) -> QuerySet[ToolRegistry]:
 def registry_active(project: Project | int) -> ToolRegistry | None:
     """The project's latest frozen registry (None while none is frozen)."""
     return frozen_registries(project).first()
+
+
+def active_registry_id_subquery(project_ref: Any) -> Subquery:
+    """The active registry's id as a subquery (None while none is frozen), for `project_ref` (an OuterRef)."""
+    return Subquery(
+        ToolRegistry.objects.filter(project_id=project_ref, frozen_at__isnull=False)
+        .order_by("-version")
+        .values("pk")[:1]
+    )
 
 
 def active_registry_tools_query(project: Project | int) -> QuerySet[Tool]:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -176,13 +177,16 @@ def _pg_labels(
         " FROM annotation_assignment a JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
         " WHERE t.project_id = %s AND a.status = 'submitted'"
     )
-    label_cols, arg_cols, fact_cols = _pg_packed_parallel(
+    # the label values cost PostgreSQL the most (JSON lookups per row): two halves, read at the same time
+    half_a, half_b, arg_cols, fact_cols = _pg_packed_parallel(
         [
-            (values, [*value_params, project.pk], [8, 8, *value_widths]),
+            (values + " AND l.id %% 2 = 0", [*value_params, project.pk], [8, 8, *value_widths]),
+            (values + " AND l.id %% 2 = 1", [*value_params, project.pk], [8, 8, *value_widths]),
             (arguments, [project.pk], [8, 8, 4, 4]),
             (facts, [project.pk], [8, 8, 8, 4, 8]),
         ]
     )
+    label_cols = [np.concatenate([a, b]) for a, b in zip(half_a, half_b, strict=True)]
     order = np.argsort(fact_cols[0])
     ids, trajectory, annotator, gold, submitted = (c[order] for c in fact_cols)
 
@@ -646,20 +650,13 @@ def scope_figures(v: Votes, *, measure: str, weights: str | None, rules: Rules, 
     return out
 
 
-class SliceIndex:
-    """Slice codes of step ids: tool, band, model and step kind (one each), and failure mode — the tag
-    a majority of the step's annotators chose (a step with several such tags counts under its first)."""
-
-    DIMENSIONS = ("tool", "band", "model", "kind", "failure")
-
-    def __init__(self, project: Project, labels: LabelArrays) -> None:
-        steps = Step.objects.filter(trajectory__project=project).order_by()
-        combos = list(
-            steps.values_list("kind", "tool_name", "trajectory__model_name", "trajectory__goal__band").distinct()
-        )  # one scan for the four name lists
-        names = {
-            dim: sorted({str(c[i] or "") for c in combos}) for i, dim in enumerate(("kind", "tool", "model", "band"))
-        }
+def slice_facts(project: Project) -> tuple[list[np.ndarray], dict[str, list[str]]]:
+    """Per step id of the project: its kind, tool, model and band, as codes, and the names of the codes."""
+    steps = Step.objects.filter(trajectory__project=project).order_by()
+    combos = list(steps.values_list("kind", "tool_name", "trajectory__model_name", "trajectory__goal__band").distinct())
+    dims = ("kind", "tool", "model", "band")
+    names = {dim: sorted({str(c[i] or "") for c in combos}) for i, dim in enumerate(dims)}
+    if connection.vendor == "postgresql":
         sql = (
             "SELECT s.id::int8, COALESCE(array_position(%s::text[], s.kind::text), 1)::int - 1,"
             " COALESCE(array_position(%s::text[], s.tool_name::text), 1)::int - 1,"
@@ -668,18 +665,32 @@ class SliceIndex:
             " FROM trajectories_step s JOIN trajectories_trajectory t ON t.id = s.trajectory_id"
             " LEFT JOIN trajectories_goal g ON g.id = t.goal_id WHERE t.project_id = %s"
         )
+        cols = _pg_packed_parallel([(sql, [*(names[d] for d in dims), project.pk], [8, 4, 4, 4, 4])])[0]
+    else:
+        rows = list(steps.values_list("id", "kind", "tool_name", "trajectory__model_name", "trajectory__goal__band"))
+        index = {d: {n: i for i, n in enumerate(names[d])} for d in dims}
+        cols = [np.array([r[0] for r in rows], dtype=np.int64)] + [
+            np.array([index[d][str(r[i + 1] or "")] for r in rows], dtype=np.int64) for i, d in enumerate(dims)
+        ]
+    return cols, names
+
+
+def _on_own_connection(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    finally:
+        connection.close()  # this thread's own
+
+
+class SliceIndex:
+    """Slice codes of step ids: tool, band, model and step kind (one each), and failure mode — the tag
+    a majority of the step's annotators chose (a step with several such tags counts under its first)."""
+
+    DIMENSIONS = ("tool", "band", "model", "kind", "failure")
+
+    def __init__(self, facts: tuple[list[np.ndarray], dict[str, list[str]]], labels: LabelArrays) -> None:
+        cols, names = facts
         dims = ("kind", "tool", "model", "band")
-        if connection.vendor == "postgresql":
-            params = [*(names[d] for d in dims), project.pk]
-            cols = _pg_packed_parallel([(sql, params, [8, 4, 4, 4, 4])])[0]
-        else:
-            rows = list(
-                steps.values_list("id", "kind", "tool_name", "trajectory__model_name", "trajectory__goal__band")
-            )
-            index = {d: {n: i for i, n in enumerate(names[d])} for d in dims}
-            cols = [np.array([r[0] for r in rows], dtype=np.int64)] + [
-                np.array([index[d][str(r[i + 1] or "")] for r in rows], dtype=np.int64) for i, d in enumerate(dims)
-            ]
         order = np.argsort(cols[0], kind="stable")
         self.ids = cols[0][order]
         self.dims: dict[str, tuple[np.ndarray, list[str]]] = {
@@ -716,7 +727,7 @@ class SliceIndex:
 def multi_rater(v: Votes, *, measure: str, level: str, q: int) -> list[Scoped]:
     """Krippendorff's α, Fleiss' κ, Gwet's AC1 and raw agreement of the non-gold labels, project-wide."""
     live = (~v.gold) & (v.code >= 0)
-    unit, n_units = dense(v.unit)
+    unit, n_units = (v.unit, v.n_units) if v.n_units else dense(v.unit)  # with_targets left it dense
     counts = counts_per(unit[live], n_units, v.code[live], q).astype(np.float64)
     size = counts.sum(axis=1)
     counts, size = counts[size > 0], size[size > 0]
@@ -794,24 +805,43 @@ def compute(project: Project, *, bootstrap: bool = True, trajectory_ids: list[in
     with `trajectory_ids`, of those trajectories only (a batch)."""
     started = time.perf_counter()
     rules = rules_for(project)
-    labels = load_labels(project)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:  # the steps' facts meanwhile
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            facts_future = pool.submit(_on_own_connection, slice_facts, project)
+            labels = load_labels(project)
+            facts = facts_future.result()
+    else:
+        labels = load_labels(project)
+        facts = slice_facts(project)
     if trajectory_ids is not None:
         labels = labels.restrict(np.asarray(trajectory_ids, dtype=np.int64))
-    slices = SliceIndex(project, labels)
+    slices = SliceIndex(facts, labels)
     gold = _gold_codes(project, labels)
     target, parts = target_votes(labels, rules, gold)
     weights = "quadratic" if rules.kind == ProjectKind.CODING else None
-    snapshots = scope_figures(target, measure="target", weights=weights, rules=rules, slices=slices)
-    if rules.kind == ProjectKind.TOOL_USE:
-        snapshots += multi_rater(target, measure="target", level="nominal", q=5)
-        snapshots += field_figures(parts["argument"], "argument", None, "nominal", rules)
-        snapshots += field_figures(parts["env_feedback"], "env_feedback", None, "nominal", rules)
-    for axis in labels.axes:
+
+    def rubric(axis: str) -> list[Scoped]:
         votes = parts.get(f"rubric:{axis}") or rubric_votes(labels, axis, gold)
-        snapshots += field_figures(votes, f"rubric:{axis}", "quadratic", "ordinal", rules)
-    reward = with_targets(step_votes(labels, labels.reward), 3, np.full(labels.step.size, -1, dtype=np.int64))
-    snapshots += field_figures(reward, "process_reward", "quadratic", "ordinal", rules)
-    snapshots += tag_figures(labels, rules)
+        return field_figures(votes, f"rubric:{axis}", "quadratic", "ordinal", rules)
+
+    def reward() -> list[Scoped]:
+        votes = with_targets(step_votes(labels, labels.reward), 3, np.full(labels.step.size, -1, dtype=np.int64))
+        return field_figures(votes, "process_reward", "quadratic", "ordinal", rules)
+
+    tasks: list[Callable[[], list[Scoped]]] = [
+        partial(scope_figures, target, measure="target", weights=weights, rules=rules, slices=slices)
+    ]
+    if rules.kind == ProjectKind.TOOL_USE:
+        tasks += [
+            partial(multi_rater, target, measure="target", level="nominal", q=5),
+            partial(field_figures, parts["argument"], "argument", None, "nominal", rules),
+            partial(field_figures, parts["env_feedback"], "env_feedback", None, "nominal", rules),
+        ]
+    tasks += [partial(rubric, axis) for axis in labels.axes]
+    tasks += [reward, partial(tag_figures, labels, rules)]
+    # independent measures on two threads: numpy lets go of the GIL in its array loops
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        snapshots = [s for part in pool.map(lambda task: task(), tasks) for s in part]
     result = Computation(snapshots=snapshots, rows=labels.rows, point_ms=int((time.perf_counter() - started) * 1000))
     if bootstrap:
         t0 = time.perf_counter()

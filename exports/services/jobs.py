@@ -144,15 +144,15 @@ def _write(job: ExportJob) -> None:
     if job.options.get("parquet"):
         # in a child process: pyarrow starts threads, and this process (a Celery worker) forks import workers
         parquet = f"{name.rsplit('.', 1)[0]}.parquet"
-        done = subprocess.run(
+        converted = subprocess.run(
             [sys.executable, "-m", "exports.parquet", str(folder / name), exporter.name, str(folder / parquet)],
             capture_output=True,
             text=True,
             cwd=Path(__file__).resolve().parents[2],
             timeout=7200,
         )
-        if done.returncode:
-            raise RuntimeError(f"writing the Parquet file failed: {done.stderr.strip()[-1500:]}")
+        if converted.returncode:
+            raise RuntimeError(f"writing the Parquet file failed: {converted.stderr.strip()[-1500:]}")
         files.append(_file_entry(folder, parquet))
     registry = registry_active(project)
     annotators = sorted(

@@ -177,16 +177,13 @@ def _pg_labels(
         " FROM annotation_assignment a JOIN trajectories_trajectory t ON t.id = a.trajectory_id"
         " WHERE t.project_id = %s AND a.status = 'submitted'"
     )
-    # the label values cost PostgreSQL the most (JSON lookups per row): two halves, read at the same time
-    half_a, half_b, arg_cols, fact_cols = _pg_packed_parallel(
+    label_cols, arg_cols, fact_cols = _pg_packed_parallel(
         [
-            (values + " AND l.id %% 2 = 0", [*value_params, project.pk], [8, 8, *value_widths]),
-            (values + " AND l.id %% 2 = 1", [*value_params, project.pk], [8, 8, *value_widths]),
+            (values, [*value_params, project.pk], [8, 8, *value_widths]),
             (arguments, [project.pk], [8, 8, 4, 4]),
             (facts, [project.pk], [8, 8, 8, 4, 8]),
         ]
     )
-    label_cols = [np.concatenate([a, b]) for a, b in zip(half_a, half_b, strict=True)]
     order = np.argsort(fact_cols[0])
     ids, trajectory, annotator, gold, submitted = (c[order] for c in fact_cols)
 
@@ -259,9 +256,9 @@ def load_labels(project: Project) -> LabelArrays:
         arg_cols = [
             np.array([row[i] if i != 3 else _arg_hash(row[3]) for row in fetched], dtype=np.int64) for i in range(5)
         ]
-    order = np.lexsort((cols[2], cols[1]))  # by step, then annotator, whatever order the rows came in
+    order = np.argsort(cols[1], kind="stable")  # by step, whatever order the rows came in: units contiguous
     cols = [c[order] for c in cols]
-    order = np.lexsort((arg_cols[1], arg_cols[3], arg_cols[0]))  # by step and argument: units stay contiguous
+    order = np.argsort(arg_cols[0] * 2**32 + (arg_cols[3] & 0xFFFFFFFF), kind="stable")  # by step and argument
     arg_cols = [c[order] for c in arg_cols]
     n_axes = len(axes)
     return LabelArrays(

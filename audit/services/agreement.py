@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,11 @@ class LabelArrays:
     @property
     def rows(self) -> int:
         return int(self.step.size)
+
+    @cached_property
+    def step_units(self) -> tuple[npt.NDArray[np.int64], int]:
+        """The dense index of each row's step (the rows are in step order), shared by every per-step field."""
+        return dense(self.step)
 
     def restrict(self, trajectory_ids: npt.NDArray[np.int64]) -> LabelArrays:
         """Only the labels of these trajectories (a batch)."""
@@ -320,8 +325,11 @@ def counts_per(index: npt.NDArray[np.int64], n: int, code: npt.NDArray[np.int64]
 
 def with_targets(v: Votes, q: int, gold_code: npt.NDArray[np.int64]) -> Votes:
     """Leave-one-out consensus of the other (non-gold) annotators, or the gold code of the unit."""
-    contiguous = bool(np.all(v.unit[1:] >= v.unit[:-1]))
-    unit, n_units = dense(v.unit)
+    if v.n_units:  # already dense and in order (the per-step fields)
+        contiguous, unit, n_units = True, v.unit, v.n_units
+    else:
+        contiguous = bool(np.all(v.unit[1:] >= v.unit[:-1]))
+        unit, n_units = dense(v.unit)
     live = (~v.gold) & (v.code >= 0)
     sizes = np.bincount(unit, minlength=n_units)
     if contiguous and unit.size and int(sizes.max()) <= 3:
@@ -559,8 +567,10 @@ def _submitted_of(labels: LabelArrays, steps: np.ndarray, annotators: np.ndarray
 
 
 def step_votes(labels: LabelArrays, codes: np.ndarray) -> Votes:
+    unit, n_units = labels.step_units
     return Votes(
-        unit=labels.step.copy(),
+        unit=unit,
+        n_units=n_units,
         step=labels.step,
         trajectory=labels.trajectory,
         annotator=labels.annotator,
@@ -573,7 +583,6 @@ def step_votes(labels: LabelArrays, codes: np.ndarray) -> Votes:
 def rubric_votes(labels: LabelArrays, axis: str, gold: dict[str, dict[tuple[int, int], int]]) -> Votes:
     i = labels.axes.index(axis)
     v = step_votes(labels, labels.rubric[:, i] - 1)
-    v.unit = v.unit * 8 + i
     return with_targets(v, 5, _gold_vector(labels.step, np.zeros_like(labels.step), gold.get(f"rubric:{axis}", {})))
 
 

@@ -10,20 +10,10 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
+from annotation.models import STEP_LABEL_FIELDS
 from trajectories.models import Step, Tool
 
-STEP_GROUPS = (
-    "argument_verdicts",
-    "corrected_arguments",
-    "tool_verdict",
-    "correct_tool",
-    "failure_modes",
-    "rubric",
-    "process_reward",
-    "env_feedback",
-    "next_action",
-    "comment",
-)
+STEP_GROUPS = STEP_LABEL_FIELDS
 VERDICT_GROUPS = ("goal_completed", "overall_success", "efficiency", "error_handling", "first_failing_step", "comment")
 MAX_ELAPSED_MS = 30 * 60 * 1000
 

@@ -60,6 +60,20 @@ class EnvFeedback(models.TextChoices):
     FAILURE = "failure", "Failure"
 
 
+STEP_LABEL_FIELDS = (
+    "argument_verdicts",
+    "corrected_arguments",
+    "tool_verdict",
+    "correct_tool",
+    "failure_modes",
+    "rubric",
+    "process_reward",
+    "env_feedback",
+    "next_action",
+    "comment",
+)  # what an annotator sets on a step (StepLabel's value fields)
+
+
 class StepLabel(models.Model):
     """One annotator's labels on one step. `version` rises on every save (no lost updates)."""
 

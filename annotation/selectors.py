@@ -379,7 +379,8 @@ def outline_item(*, step: Step | OutlineStep, label: StepLabel | None, axes: lis
     return OutlineItem(step=step, status=status, flagged=flagged, missing=missing)
 
 
-def _latest_runs(trajectory_id: int) -> QuerySet[Any]:
+def latest_check_runs(trajectory_id: int) -> QuerySet[Any]:
+    """The ids of the latest check run of each kind on a trajectory (a subquery)."""
     return (
         CheckRun.objects.filter(trajectory_id=trajectory_id).values("kind").annotate(latest=Max("id")).values("latest")
     )
@@ -468,7 +469,7 @@ def _outline_steps(trajectory_id: int) -> list[OutlineStep]:
 
 def _findings_query(trajectory_id: int) -> QuerySet[Finding]:
     return (
-        Finding.objects.filter(check_run_id__in=_latest_runs(trajectory_id), step__isnull=False)
+        Finding.objects.filter(check_run_id__in=latest_check_runs(trajectory_id), step__isnull=False)
         .only("id", "step_id", "code", "failure_mode", "argument", "pointer", "rule", "value", "message", "evidence")
         .order_by("step_id", "id")
     )
@@ -608,7 +609,7 @@ def step_label_for(*, assignment: Assignment, step: Step) -> StepLabel | None:
 def finding_for_step(*, assignment: Assignment, step: Step, finding_id: int) -> Finding:
     """A finding of the latest check runs on this step; Http404 otherwise."""
     finding = Finding.objects.filter(
-        pk=finding_id, step=step, check_run_id__in=_latest_runs(assignment.trajectory_id)
+        pk=finding_id, step=step, check_run_id__in=latest_check_runs(assignment.trajectory_id)
     ).first()
     if finding is None:
         raise Http404("No such finding.")

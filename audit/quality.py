@@ -3,9 +3,6 @@ flags and the project's consensus rules."""
 
 from __future__ import annotations
 
-import csv
-import io
-
 import orjson
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -19,7 +16,7 @@ from audit.selectors import LEAD_ROLES, REVIEWER_ROLES, calibration_flags, quali
 from audit.services.agreement import calibration_flag_clear
 from audit.services.enqueue import agreement_enqueue
 from audit.services.settings import consensus_rules_set
-from core.http import AuthenticatedHttpRequest, render_page
+from core.http import AuthenticatedHttpRequest, csv_response, render_page
 from core.models import Role
 from core.selectors import check_role, project_get_for_user
 
@@ -50,13 +47,7 @@ def quality_csv(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRes
     if table not in CSV_TABLES:
         table = "all"
     header, rows = snapshot_rows(project=project, table=table)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{project.slug}-agreement-{table}.csv"'
-    return response
+    return csv_response(f"{project.slug}-agreement-{table}.csv", header, rows)
 
 
 @require_POST

@@ -17,6 +17,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
+from annotation.selectors import latest_check_runs
 from audit.models import (
     AgreementRun,
     AgreementSnapshot,
@@ -33,7 +34,7 @@ from audit.services.escalations import escalation_votes
 from core.models import Membership, Project, Role
 from core.selectors import UserLike
 from trajectories.models import Step
-from verification.models import CheckRun, Finding
+from verification.models import Finding
 
 LEAD_ROLES = frozenset({Role.QA_LEAD, Role.PROJECT_MANAGER})
 REVIEWER_ROLES = frozenset({Role.REVIEWER, Role.QA_LEAD, Role.PROJECT_MANAGER})
@@ -292,12 +293,10 @@ def escalation_detail(*, escalation: Escalation) -> EscalationDetail:
         )
     findings: list[Finding] = []
     if escalation.step_id is not None:
-        latest = CheckRun.objects.filter(trajectory_id=escalation.trajectory_id).order_by("kind", "-id")
-        runs: dict[str, int] = {}
-        for kind, pk in latest.values_list("kind", "id"):
-            runs.setdefault(kind, pk)
         findings = list(
-            Finding.objects.filter(check_run_id__in=runs.values(), step_id=escalation.step_id).order_by("id")
+            Finding.objects.filter(
+                check_run_id__in=latest_check_runs(escalation.trajectory_id), step_id=escalation.step_id
+            ).order_by("id")
         )
     leads = list(
         User.objects.filter(memberships__project=escalation.project, memberships__role=Role.QA_LEAD).order_by(

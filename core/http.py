@@ -1,5 +1,8 @@
 """Typed request and small HTMX helpers shared by every app's views."""
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -25,3 +28,14 @@ def render_page(
     if partial and getattr(request, "htmx", False):
         return render(request, f"{template}#{partial}", context, status=status)
     return render(request, template, context, status=status)
+
+
+def csv_response(filename: str, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> HttpResponse:
+    """A table as a CSV download."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core.http import AuthenticatedHttpRequest, render_page
+from core.http import AuthenticatedHttpRequest, csv_response, render_page
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from exports.formats import FORMATS
 from exports.forms import BatchForm
@@ -83,13 +80,7 @@ def reports(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRespons
     if request.GET.get("csv") in REPORT_TABLES:
         table = request.GET["csv"]
         header, rows = report_csv_rows(report, table)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(header)
-        writer.writerows(rows)
-        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{project.slug}-{table}.csv"'
-        return response
+        return csv_response(f"{project.slug}-{table}.csv", header, rows)
     context = {
         "project": project,
         "role": role,

@@ -712,9 +712,6 @@ class SliceIndex:
                 failure = np.where(votes >= 2, bit, failure)
         self.dims["failure"] = (failure, [*tags, ""])
 
-    def __call__(self, dim: str) -> tuple[np.ndarray, list[str]]:
-        return self.dims[dim]
-
     def row_codes(self, steps: np.ndarray, dim: str) -> tuple[np.ndarray, list[str]]:
         codes, names = self.dims[dim]
         if not self.ids.size:

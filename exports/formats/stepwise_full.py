@@ -16,25 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from annotation.models import Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
+from annotation.models import STEP_LABEL_FIELDS, Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
 from audit.models import Consensus, Escalation, EscalationStatus
 from exports.formats.base import Source, StepRow
 from trajectories.formats.canonical import FORMAT_NAME, FORMAT_VERSION
 from trajectories.models import Step
 from verification.models import CheckRun, Finding
-
-LABEL_FIELDS = (
-    "argument_verdicts",
-    "corrected_arguments",
-    "tool_verdict",
-    "correct_tool",
-    "failure_modes",
-    "rubric",
-    "process_reward",
-    "env_feedback",
-    "next_action",
-    "comment",
-)
 
 
 def _step_dict(step: StepRow, timing: dict[str, Any] | None, usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -67,6 +54,7 @@ class StepwiseFullExporter:
         self.project = project
         self.pseudonym = pseudonym
         self._extra: dict[int, dict[int, tuple[Any, ...]]] = {}
+        self._step_index: dict[int, int] = {}
         self._labels_by: dict[int, list[dict[str, Any]]] = {}
         self._consensus_by: dict[int, dict[str, Any]] = {}
         self._evidence_by: dict[int, list[dict[str, Any]]] = {}
@@ -74,7 +62,9 @@ class StepwiseFullExporter:
     def prefetch(self, ids: list[int]) -> None:
         """Everything of a chunk of trajectories in a fixed number of queries (not a few per trajectory)."""
         self._extra = {}
-        for t, index, *rest in Step.objects.filter(trajectory_id__in=ids).values_list(
+        self._step_index = {}
+        for step_id, t, index, *rest in Step.objects.filter(trajectory_id__in=ids).values_list(
+            "id",
             "trajectory_id",
             "index",
             "started_at",
@@ -85,6 +75,7 @@ class StepwiseFullExporter:
             "cost_usd",
         ):
             self._extra.setdefault(t, {})[index] = tuple(rest)
+            self._step_index[step_id] = index
         self._labels_by = self._labels(ids)
         self._consensus_by = self._consensus(ids)
         self._evidence_by = self._evidence(ids)
@@ -145,7 +136,7 @@ class StepwiseFullExporter:
         }
 
     def _labels(self, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-        index = dict(Step.objects.filter(trajectory_id__in=ids).values_list("id", "index"))
+        index = self._step_index
         assignments = list(
             Assignment.objects.filter(trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED).order_by(
                 "trajectory_id", "submitted_at", "id"
@@ -154,7 +145,7 @@ class StepwiseFullExporter:
         steps: dict[int, dict[str, dict[str, Any]]] = {}
         for label in StepLabel.objects.filter(assignment__in=assignments).order_by("assignment_id", "step_id"):
             steps.setdefault(label.assignment_id, {})[str(index[label.step_id])] = {
-                f: getattr(label, f) for f in LABEL_FIELDS
+                f: getattr(label, f) for f in STEP_LABEL_FIELDS
             }
         verdicts = {v.assignment_id: v for v in TrajectoryLabel.objects.filter(assignment__in=assignments)}
         out: dict[int, list[dict[str, Any]]] = {}

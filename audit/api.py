@@ -5,7 +5,6 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
-from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,6 +24,7 @@ from audit.serializers import (
     ResolveSerializer,
 )
 from audit.services.escalations import escalation_resolve
+from core.http import api_validation_error
 from core.selectors import check_role, project_get_for_user
 
 QUEUE_PARAMS = [
@@ -78,7 +78,7 @@ def escalation_resolve_view(request: Request, escalation_id: int) -> Response:
     try:
         escalation_resolve(actor=request.user, escalation=escalation, **body.validated_data)
     except ValidationError as exc:
-        raise ApiValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}) from exc
+        raise api_validation_error(exc) from exc
     return _detail(escalation_id, request)
 
 

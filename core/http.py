@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
+from rest_framework.exceptions import ValidationError as ApiValidationError
 
 
 class AuthenticatedHttpRequest(HttpRequest):
@@ -39,3 +41,8 @@ def csv_response(filename: str, header: Sequence[Any], rows: Iterable[Sequence[A
     response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def api_validation_error(exc: ValidationError) -> ApiValidationError:
+    """A service's ValidationError as the API's 400: per field where it names fields, else under "detail"."""
+    return ApiValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})

@@ -9,15 +9,12 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.http import api_validation_error
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from exports.selectors import batch_exports, batch_get, batches_for_project, export_get
 from exports.serializers import BatchCreateSerializer, BatchSerializer, ExportCreateSerializer, ExportJobSerializer
 from exports.services.batches import batch_create
 from exports.services.jobs import export_job_create
-
-
-def _invalid(exc: ValidationError) -> ApiValidationError:
-    return ApiValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
 
 
 @extend_schema(methods=["GET"], responses=BatchSerializer(many=True))
@@ -38,7 +35,7 @@ def batch_list(request: Request, project_slug: str) -> Response:
     try:
         batch = batch_create(actor=request.user, project=project, **body.validated_data)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise api_validation_error(exc) from exc
     return Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
 
 
@@ -71,7 +68,7 @@ def export_list(request: Request, project_slug: str, batch_id: int) -> Response:
     try:
         job = export_job_create(actor=request.user, batch=batch, format=body.validated_data["format"], options=options)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise api_validation_error(exc) from exc
     return Response(ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

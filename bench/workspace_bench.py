@@ -1,6 +1,6 @@
 """Workspace benchmark (BENCH.md): the annotator's step view and autosave, served by gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/workspace_bench.py [--requests 300] [--steps 300] [--db-url URL] [--db-name NAME] [--port 8731]
+    .venv/bin/python bench/workspace_bench.py [--requests 300] [--rounds 5] [--steps 300] [--db-url URL] [--db-name NAME] [--port 8731]
 
 What it does, in one run:
 
@@ -8,12 +8,13 @@ What it does, in one run:
    clash), migrates it, and builds a tool-use project with a frozen
    registry and one trajectory of --steps steps whose observations total 1 MB (τ-bench-like
    JSON observations of a few KB, one of them a long tail), imports it through the real import
-   path, and claims it for an annotator.
+   path, claims it for an annotator, and vacuums (statistics and visibility, as autovacuum would).
 2. Serves the app with gunicorn (the production server; 2 workers) on 127.0.0.1 and, as a client
    on loopback with keep-alive (httpx), logged in as the annotator:
    - step fragment: HX-Request GETs of steps spread over the trajectory, after a warm-up;
    - autosave: POSTs of one changed field (the label's version carried from one save to the next);
-   p50 / p95 / p99 of each over --requests requests.
+   in --rounds rounds of --requests of each (after a warm-up round of 30): p50 / p95 / p99 over all of them,
+   and the median and min–max of each round's p95 (BENCH.md: repeat, print median and min–max).
 3. Counts SQL queries per step fragment and per autosave in-process (Django's test client with
    CaptureQueriesContext, same code path), for a 3-step and the --steps-step trajectory.
 4. Page weight: the full step page's HTML plus its CSS and JS (vendored htmx included), without
@@ -64,6 +65,17 @@ def _env(db_url: str) -> dict[str, str]:
         "MEDIA_ROOT": f"/tmp/{db_url.rsplit('/', 1)[1]}-media",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(sorted(values), n=100, method="inclusive")[94]
+
+
+def _rounds(p95s: list[float]) -> str:
+    return (
+        f"p95 per round: median {statistics.median(p95s):.1f} ms, min–max {min(p95s):.1f} – {max(p95s):.1f} "
+        f"({len(p95s)} rounds)"
+    )
 
 
 def _percentiles(values: list[float]) -> str:
@@ -148,6 +160,7 @@ def child_setup(steps: int) -> None:
 
     django.setup()
     from django.contrib.auth.models import User
+    from django.db import connection
     from django.utils import timezone
 
     from annotation.models import Assignment
@@ -184,6 +197,8 @@ def child_setup(steps: int) -> None:
     lease = timezone.now() + timedelta(days=1)
     Assignment.objects.filter(pk=first.pk).update(lease_expires_at=lease)
     second = Assignment.objects.create(trajectory=big, annotator=annotator, lease_expires_at=lease)
+    with connection.cursor() as cursor:  # what autovacuum does to a live database: statistics, visibility
+        cursor.execute("VACUUM ANALYZE")
     print(
         json.dumps(
             {
@@ -291,42 +306,52 @@ def _login(client: Any, base: str) -> None:
         raise SystemExit(f"login failed: {response.status_code}")
 
 
-def latency(base: str, info: dict[str, Any], requests: int) -> dict[str, list[float]]:
+def latency(base: str, info: dict[str, Any], requests: int, rounds: int) -> dict[str, Any]:
+    """`rounds` rounds, each `requests` step fragments then `requests` autosaves (after one warm-up of 30 each),
+    so a burst of load elsewhere on the machine shows as one bad round, not as the figure."""
     import httpx
 
     rng = random.Random(3)
-    out: dict[str, list[float]] = {"fragment": [], "save": []}
+    out: dict[str, Any] = {"fragment": [], "save": [], "fragment_rounds": [], "save_rounds": []}
     with httpx.Client(follow_redirects=False, timeout=30) as client:
         _login(client, base)
         token = client.cookies.get("csrftoken")
         headers = {"HX-Request": "true", "X-CSRFToken": token, "Referer": base + "/"}
         steps = info["big_steps"]
-        urls = [
-            f"{base}/p/{info['project']}/work/{info['big']}/steps/{rng.randrange(steps)}/" for _ in range(requests + 30)
-        ]
-        for i, url in enumerate(urls):
-            started = time.perf_counter()
-            response = client.get(url, headers=headers)
-            elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                raise SystemExit(f"step fragment answered {response.status_code}")
-            if i >= 30:  # warm-up
-                out["fragment"].append(elapsed)
-        version = 0
         save_url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{steps // 3}/save/"
-        for i in range(requests + 30):
-            started = time.perf_counter()
-            response = client.post(
-                save_url,
-                data={"field": "comment", "comment": f"note {i}", "base_version": version, "elapsed_ms": 700},
-                headers=headers,
-            )
-            elapsed = (time.perf_counter() - started) * 1000
-            if response.status_code != 200:
-                raise SystemExit(f"autosave answered {response.status_code}: {response.text[:300]}")
-            version = int(re.search(r'id="label-version"[^>]*value="(\d+)"', response.text).group(1))
-            if i >= 30:
-                out["save"].append(elapsed)
+        version = 0
+        for round_no in range(rounds + 1):  # round 0 is the warm-up
+            count = 30 if round_no == 0 else requests
+            fragment: list[float] = []
+            for _ in range(count):
+                url = f"{base}/p/{info['project']}/work/{info['big']}/steps/{rng.randrange(steps)}/"
+                started = time.perf_counter()
+                response = client.get(url, headers=headers)
+                fragment.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise SystemExit(f"step fragment answered {response.status_code}")
+            save: list[float] = []
+            for i in range(count):
+                started = time.perf_counter()
+                response = client.post(
+                    save_url,
+                    data={
+                        "field": "comment",
+                        "comment": f"note {round_no}.{i}",
+                        "base_version": version,
+                        "elapsed_ms": 700,
+                    },
+                    headers=headers,
+                )
+                save.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise SystemExit(f"autosave answered {response.status_code}: {response.text[:300]}")
+                version = int(re.search(r'id="label-version"[^>]*value="(\d+)"', response.text).group(1))
+            if round_no:
+                out["fragment"] += fragment
+                out["save"] += save
+                out["fragment_rounds"].append(_p95(fragment))
+                out["save_rounds"].append(_p95(save))
         page = client.get(f"{base}/p/{info['project']}/work/{info['big']}/steps/0/")
         observation = _observation_text(page.text).encode()
         html = page.content.replace(observation, b"")
@@ -402,7 +427,8 @@ def browser(base: str, info: dict[str, Any], index: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=300, help="requests of each kind per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument(
         "--db-url",
@@ -460,7 +486,7 @@ def main() -> None:
         server = Server(env, args.port)
         server.wait()
         base = f"http://127.0.0.1:{args.port}"
-        figures = latency(base, info, args.requests)
+        figures = latency(base, info, args.requests, args.rounds)
         first_visible = browser(base, info, 0)
         tail_visible = browser(base, info, info["big_steps"] // 2)
     finally:
@@ -477,7 +503,9 @@ def main() -> None:
         f"data        : a {info['big_steps']}-step trajectory, observations {info['observation_bytes'] / 1e6:.2f} MB in all (one 200 KB tail); and a {info['small_steps']}-step one"
     )
     print(f"step fragment (HTMX GET, random steps) : {_percentiles(figures['fragment'])}   target p95 ≤ 20 ms")
+    print(f"                                         {_rounds(figures['fragment_rounds'])}")
     print(f"autosave (one field, versioned)        : {_percentiles(figures['save'])}   target p95 ≤ 20 ms")
+    print(f"                                         {_rounds(figures['save_rounds'])}")
     print(
         f"SQL queries per step fragment          : {queries['small']['fragment']} ({info['small_steps']} steps), "
         f"{queries['big']['fragment']} ({info['big_steps']} steps)   target ≤ 10 whatever the length"

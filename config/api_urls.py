@@ -39,6 +39,23 @@ urlpatterns = [
     path(
         "projects/<slug:project_slug>/imports/<int:job_id>/", trajectories_api.import_detail, name="api-import-detail"
     ),
+    path("projects/<slug:project_slug>/goals/", trajectories_api.goal_list, name="api-goal-list"),
+    path("projects/<slug:project_slug>/goals/import/", trajectories_api.goal_import, name="api-goal-import"),
+    path("projects/<slug:project_slug>/goals/<int:goal_id>/", trajectories_api.goal_detail, name="api-goal-detail"),
+    path("projects/<slug:project_slug>/swe-tasks/", trajectories_api.swe_task_list, name="api-swe-task-list"),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/import/", trajectories_api.swe_task_import, name="api-swe-task-import"
+    ),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/<int:task_id>/",
+        trajectories_api.swe_task_detail,
+        name="api-swe-task-detail",
+    ),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/<int:task_id>/override/",
+        trajectories_api.swe_task_override_view,
+        name="api-swe-task-override",
+    ),
     path("projects/<slug:project_slug>/registries/", trajectories_api.registry_list, name="api-registry-list"),
     path(
         "projects/<slug:project_slug>/registries/<int:version>/",

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from annotation import api as annotation_api
 from audit import api as audit_api
 from core import api as core_api
 from exports import api as exports_api
@@ -34,6 +35,25 @@ urlpatterns = [
         "projects/<slug:project_slug>/trajectories/<int:trajectory_id>/",
         trajectories_api.trajectory_detail,
         name="api-trajectory-detail",
+    ),
+    path("projects/<slug:project_slug>/assignments/", annotation_api.assignment_list, name="api-assignment-list"),
+    path(
+        "projects/<slug:project_slug>/assignments/claim/", annotation_api.assignment_claim, name="api-assignment-claim"
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/",
+        annotation_api.assignment_detail,
+        name="api-assignment-detail",
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/labels/",
+        annotation_api.assignment_labels_view,
+        name="api-assignment-labels",
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/submit/",
+        annotation_api.assignment_submit_view,
+        name="api-assignment-submit",
     ),
     path("projects/<slug:project_slug>/imports/", trajectories_api.import_list, name="api-import-list"),
     path(

@@ -36,6 +36,11 @@ urlpatterns = [
         trajectories_api.trajectory_detail,
         name="api-trajectory-detail",
     ),
+    path(
+        "projects/<slug:project_slug>/trajectories/<int:trajectory_id>/labels/",
+        audit_api.trajectory_labels,
+        name="api-trajectory-labels",
+    ),
     path("projects/<slug:project_slug>/assignments/", annotation_api.assignment_list, name="api-assignment-list"),
     path(
         "projects/<slug:project_slug>/assignments/claim/", annotation_api.assignment_claim, name="api-assignment-claim"

@@ -30,10 +30,21 @@ def no_connection_close():
 
 @pytest.fixture
 def token(project, pm, no_connection_close) -> tuple[str, str]:
+    from annotation.services import assignment_claim_next, step_label_save
+    from core.models import Role
+    from core.services import membership_set
     from tests.annotation.helpers import freeze_registry, import_runs
+    from tests.conftest import make_user
+    from trajectories.services.goals import goal_create
 
     freeze_registry(project, pm)
     import_runs(project, 2)
+    goal_create(actor=pm, project=project, prompt="Cancel ZFA04Y", band="atomic", tags=["cancel"], external_id="g-1")
+    annotator = make_user("fuzz-annotator")
+    membership_set(actor=pm, project=project, user=annotator, role=Role.ANNOTATOR)
+    work = assignment_claim_next(annotator=annotator, project=project)  # an assignment and a label to list
+    step = work.trajectory.steps.get(index=0)
+    step_label_save(annotator=annotator, assignment=work, step=step, values={"comment": "draft"}, base_version=0)
     key, _ = Token.objects.get_or_create(user=pm)
     return key.key, project.slug
 

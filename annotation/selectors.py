@@ -682,8 +682,10 @@ def assignment_list_for_user(
 ) -> QuerySet[Assignment]:
     """QA leads and project managers: every assignment of the project. An annotator: only their own, as their
     queue shows them. Anyone else in the project: PermissionDenied. Newest first."""
+    qs: QuerySet[Assignment]
     if role in ASSIGNMENT_LEAD_ROLES:
-        qs = Assignment.objects.filter(trajectory__project=project)
+        # `trajectory_status` lets the serializer withhold submission times until the trajectory is decided
+        qs = Assignment.objects.filter(trajectory__project=project).annotate(trajectory_status=F("trajectory__status"))
         if filters.annotator:
             qs = qs.filter(annotator__username=filters.annotator)
     elif role == Role.ANNOTATOR and isinstance(user, User):

@@ -1,13 +1,21 @@
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
 from annotation.models import STEP_LABEL_FIELDS, Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
 from annotation.selectors import AssignmentLabels
+from trajectories.models import TrajectoryStatus
+
+# A trajectory whose labels are settled: its escalations are decided, nothing is blind any more.
+DECIDED = frozenset({TrajectoryStatus.AUDITED, TrajectoryStatus.REJECTED})
 
 
 class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
     annotator = serializers.CharField(source="annotator.username", read_only=True)
+    submitted_at = serializers.SerializerMethodField(
+        help_text="Leads see it once the trajectory is audited: the labels are lettered A, B, C in submission order."
+    )
 
     class Meta:
         model = Assignment
@@ -15,6 +23,14 @@ class AssignmentSerializer(serializers.ModelSerializer[Assignment]):
             "id", "trajectory_id", "annotator", "status", "is_gold", "lease_expires_at", "skip_reason",
             "time_spent_ms", "created_at", "submitted_at",
         ]  # fmt: skip
+
+    def get_submitted_at(self, assignment: Assignment) -> datetime | None:
+        """Withheld from a lead's listing (which carries `trajectory_status`) while the trajectory is undecided:
+        with the order of submissions, its escalations' letters A, B, C would name their annotators."""
+        status = getattr(assignment, "trajectory_status", None)
+        if status is not None and status not in DECIDED:
+            return None
+        return assignment.submitted_at
 
 
 class AssignmentFiltersSerializer(serializers.Serializer[dict[str, Any]]):

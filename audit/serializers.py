@@ -56,13 +56,25 @@ class AgreementSnapshotSerializer(serializers.ModelSerializer[AgreementSnapshot]
         ]  # fmt: skip
 
 
+class BlindStepLabelSerializer(StepLabelSerializer):
+    """No save times beside the letters: their order would tell whose labels are whose."""
+
+    class Meta(StepLabelSerializer.Meta):
+        fields = [f for f in StepLabelSerializer.Meta.fields if f != "updated_at"]
+
+
+class BlindVerdictSerializer(VerdictSerializer):
+    class Meta(VerdictSerializer.Meta):
+        fields = [f for f in VerdictSerializer.Meta.fields if f != "updated_at"]
+
+
 class LetteredLabelsSerializer(serializers.Serializer[Any]):
     letter = serializers.CharField(help_text="A, B, C … as the trajectory's escalations letter them.")
     annotator = serializers.CharField(
         allow_blank=True, help_text="Shown only once the trajectory is audited and no escalation of it is open."
     )
-    steps = StepLabelSerializer(source="labels.steps", many=True, read_only=True)
-    verdict = VerdictSerializer(source="labels.verdict", read_only=True, allow_null=True)
+    steps = BlindStepLabelSerializer(source="labels.steps", many=True, read_only=True)
+    verdict = BlindVerdictSerializer(source="labels.verdict", read_only=True, allow_null=True)
 
 
 class TrajectoryLabelsSerializer(serializers.Serializer[Any]):

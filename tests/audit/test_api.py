@@ -49,6 +49,7 @@ def test_a_lead_reads_the_labels_as_the_escalation_letters_them_names_once_decid
     ]
     assert [s["step_index"] for s in body["labels"][0]["steps"]] == [0, 1]
     assert body["labels"][0]["verdict"]["efficiency"] == 4
+    assert "updated_at" not in body["labels"][0]["steps"][0] and "updated_at" not in body["labels"][0]["verdict"]
     for user in users:
         assert user.username.encode() not in api(qa_lead).get(_url(project, runs[0])).content
     resolved = api(qa_lead).post(
@@ -80,3 +81,15 @@ def test_labels_are_for_leads_only_and_never_drafts(work, project, pm, annotator
     assert api(pm).get(f"/api/projects/{project.slug}/trajectories/999999/labels/").status_code == 404
     own = api(annotator).get(f"/api/projects/{project.slug}/assignments/{draft.pk}/labels/").json()
     assert own["steps"][0]["comment"] == "draft note"
+
+
+def test_the_assignment_list_keeps_submission_times_from_leads_until_decided(work, project, qa_lead) -> None:
+    runs, users = work
+    url = f"/api/projects/{project.slug}/assignments/"
+    escalated = api(qa_lead).get(url, {"trajectory": runs[0].pk}).json()["results"]
+    assert len(escalated) == 3 and all(a["status"] == "submitted" for a in escalated)
+    assert all(a["submitted_at"] is None for a in escalated)  # else the order of submissions names A, B, C
+    audited = api(qa_lead).get(url, {"trajectory": runs[1].pk}).json()["results"]
+    assert all(a["submitted_at"] for a in audited)
+    own = api(users[0]).get(url, {"trajectory": runs[0].pk}).json()["results"]
+    assert [a["annotator"] for a in own] == [users[0].username] and own[0]["submitted_at"]

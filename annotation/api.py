@@ -27,7 +27,7 @@ from annotation.serializers import (
     MissingSerializer,
 )
 from annotation.services import Incomplete, LeaseLost, NoWork, assignment_claim_next, assignment_submit
-from core.http import api_validation_error
+from core.http import api_validation_error, paginated
 from core.models import Role
 from core.selectors import check_role, project_get_for_user
 
@@ -39,7 +39,8 @@ INCOMPLETE = inline_serializer(
 
 @extend_schema(
     parameters=[AssignmentFiltersSerializer, OpenApiParameter("page", int, required=False)],
-    responses=AssignmentSerializer(many=True),
+    operation_id="projects_assignments_list",
+    responses=paginated(AssignmentSerializer),
 )
 @login_not_required
 @api_view(["GET"])

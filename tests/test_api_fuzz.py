@@ -1,5 +1,6 @@
 """schemathesis against the OpenAPI schema, in-process on the WSGI app: no request it generates — for any
-operation, signed in as a project manager with real data — gets a server error."""
+operation, signed in as a project manager with real data — gets a server error; and where the schema describes
+the answers exactly (the paginated lists, goals, SWE tasks, assignments, labels), every answer matches it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from config.wsgi import application
 
@@ -58,3 +60,17 @@ def test_no_request_gets_a_server_error(case, token) -> None:
         case.path_parameters["project_slug"] = slug  # the real project: its data, with fuzzed ids, queries and bodies
     response = case.call(headers={"Authorization": f"Token {key}"})
     case.validate_response(response, checks=[not_a_server_error])
+
+
+EXACT = "/goals/|/swe-tasks/|/assignments/|/labels/|/trajectories/|/imports/"
+
+
+@pytest.mark.django_db
+@schema.include(path_regex=EXACT).parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_answers_match_the_schema(case, token) -> None:
+    key, slug = token
+    if case.path_parameters and "project_slug" in case.path_parameters:
+        case.path_parameters["project_slug"] = slug
+    response = case.call(headers={"Authorization": f"Token {key}"})
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from core.http import api_validation_error
+from core.http import api_validation_error, paginated
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.models import Step
 from trajectories.selectors.goals import (
@@ -69,7 +69,9 @@ FILTERS = [OpenApiParameter(name, str, required=False) for name in TrajectoryFil
 PAGE = OpenApiParameter("page", int, required=False)
 
 
-@extend_schema(parameters=FILTERS, responses=TrajectorySerializer(many=True))
+@extend_schema(
+    operation_id="projects_trajectories_list", parameters=[*FILTERS, PAGE], responses=paginated(TrajectorySerializer)
+)
 @login_not_required
 @api_view(["GET"])
 def trajectory_list(request: Request, project_slug: str) -> Response:
@@ -100,7 +102,9 @@ def trajectory_detail(request: Request, project_slug: str, trajectory_id: int) -
     request={"multipart/form-data": ImportUploadSerializer},
     responses={202: ImportJobSerializer(many=True)},
 )
-@extend_schema(methods=["GET"], responses=ImportJobSerializer(many=True))
+@extend_schema(
+    methods=["GET"], operation_id="projects_imports_list", parameters=[PAGE], responses=paginated(ImportJobSerializer)
+)
 @login_not_required
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
@@ -226,7 +230,12 @@ def _file_error(exc: ValidationError) -> ApiValidationError:
     return api_validation_error(exc) if hasattr(exc, "error_dict") else ApiValidationError({"file": exc.messages})
 
 
-@extend_schema(methods=["GET"], parameters=[GoalFiltersSerializer, PAGE], responses=GoalSerializer(many=True))
+@extend_schema(
+    methods=["GET"],
+    operation_id="projects_goals_list",
+    parameters=[GoalFiltersSerializer, PAGE],
+    responses=paginated(GoalSerializer),
+)
 @extend_schema(methods=["POST"], request=GoalWriteSerializer, responses={201: GoalSerializer})
 @login_not_required
 @api_view(["GET", "POST"])
@@ -300,7 +309,11 @@ def goal_import(request: Request, project_slug: str) -> Response:
 # ---------------------------------------------------------------- SWE tasks
 
 
-@extend_schema(parameters=[SweTaskFiltersSerializer, PAGE], responses=SweTaskSerializer(many=True))
+@extend_schema(
+    operation_id="projects_swe_tasks_list",
+    parameters=[SweTaskFiltersSerializer, PAGE],
+    responses=paginated(SweTaskSerializer),
+)
 @login_not_required
 @api_view(["GET"])
 def swe_task_list(request: Request, project_slug: str) -> Response:

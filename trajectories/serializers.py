@@ -86,8 +86,14 @@ class RegistryUploadSerializer(serializers.Serializer[dict[str, object]]):
     freeze = serializers.BooleanField(required=False, default=False)
 
 
+def _trajectory_count(obj: Goal | SweTask) -> int:
+    """As the list annotates it; one count query for a single goal or task."""
+    annotated = getattr(obj, "trajectory_count", None)
+    return annotated if annotated is not None else obj.trajectories.count()
+
+
 class GoalSerializer(serializers.ModelSerializer[Goal]):
-    trajectory_count = serializers.IntegerField(read_only=True, default=None)
+    trajectory_count = serializers.SerializerMethodField()
 
     class Meta:
         model = Goal
@@ -95,6 +101,9 @@ class GoalSerializer(serializers.ModelSerializer[Goal]):
             "id", "external_id", "prompt", "band", "tags", "expected_actions", "expected_outputs",
             "trajectory_count", "created_at",
         ]  # fmt: skip
+
+    def get_trajectory_count(self, goal: Goal) -> int:
+        return _trajectory_count(goal)
 
 
 class GoalWriteSerializer(serializers.Serializer[dict[str, Any]]):
@@ -159,7 +168,7 @@ class ImportReportSerializer(serializers.Serializer[Any]):
 
 
 class SweTaskSerializer(serializers.ModelSerializer[SweTask]):
-    trajectory_count = serializers.IntegerField(read_only=True, default=None)
+    trajectory_count = serializers.SerializerMethodField()
     available = serializers.SerializerMethodField(help_text="May go to annotation (no leak match, or overridden).")
 
     class Meta:
@@ -171,6 +180,9 @@ class SweTaskSerializer(serializers.ModelSerializer[SweTask]):
 
     def get_available(self, task: SweTask) -> bool:
         return swe_task_available_for_annotation(task)
+
+    def get_trajectory_count(self, task: SweTask) -> int:
+        return _trajectory_count(task)
 
 
 class SweTaskDetailSerializer(SweTaskSerializer):

@@ -292,8 +292,12 @@ def goal_import(request: Request, project_slug: str) -> Response:
     upload = GoalImportSerializer(data=request.data)
     upload.is_valid(raise_exception=True)
     data = upload.validated_data
-    common: dict[str, Any] = {"actor": request.user, "project": project, "stream": data["file"]}
-    common["name"] = data["file"].name
+    common: dict[str, Any] = {
+        "actor": request.user,
+        "project": project,
+        "stream": data["file"],
+        "name": data["file"].name,
+    }
     try:
         if data["format"] == "tau-bench":
             report = tau_bench_tasks_import(**common, env=data["env"], band=data["band"], tags=data["tags"])

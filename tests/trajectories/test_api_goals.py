@@ -62,6 +62,13 @@ def test_goals_are_404_for_outsiders_and_403_for_annotators(project, pm, annotat
         assert api(outsider).get(url).status_code == 404, url
         assert api(annotator).get(url).status_code == 403, url
     assert api(outsider).post(f"/api/projects/{project.slug}/goals/", {"prompt": "x"}, format="json").status_code == 404
+    upload = {"file": _upload("goals.csv"), "format": "csv"}
+    assert (
+        api(outsider).post(f"/api/projects/{project.slug}/goals/import/", upload, format="multipart").status_code == 404
+    )
+    detail = f"/api/projects/{project.slug}/goals/{goal.pk}/"
+    assert api(outsider).patch(detail, {"band": "atomic"}, format="json").status_code == 404
+    assert api(annotator).patch(detail, {"band": "atomic"}, format="json").status_code == 403
     created = api(annotator).post(f"/api/projects/{project.slug}/goals/", {"prompt": "x"}, format="json")
     assert created.status_code == 403 and Goal.objects.count() == 1
 
@@ -220,6 +227,8 @@ def test_swe_tasks_are_404_for_outsiders_and_import_errors_are_located(coding_pr
     override = api(outsider).post(f"{base}{tasks['astropy'].pk}/override/", {"reason": "x"}, format="json")
     assert override.status_code == 404
     assert api(pm).get(f"{base}999999/").status_code == 404
+    swe_upload = {"file": _upload("swe_instances.jsonl")}
+    assert api(outsider).post(f"{base}import/", swe_upload, format="multipart").status_code == 404
     bad = SimpleUploadedFile("bad.jsonl", b'{"instance_id": "a__b-1", "repo": "a/b"}\n[1]\n')
     report = api(pm).post(f"{base}import/", {"file": bad}, format="multipart").json()
     assert report["created"] == 0 and report["rejected"] == 2

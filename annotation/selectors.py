@@ -8,6 +8,7 @@ fields of every step for the outline, heavy fields (context, observation) of the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -15,15 +16,15 @@ from typing import Any
 import orjson
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models import Avg, Count, F, Max, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.http import Http404
 from django.utils import timezone
 
 from annotation.completeness import step_missing
 from annotation.models import Assignment, AssignmentStatus, GoldItem, StepLabel, TrajectoryLabel
-from core.models import Membership, Project
-from core.selectors import UserLike, project_get_for_user
+from core.models import Membership, Project, Role
+from core.selectors import UserLike, check_role, project_get_for_user
 from trajectories.models import Step, StepKind, Tool, Trajectory
 from trajectories.selectors.registries import active_registry_id_subquery, active_registry_tools_query
 from verification.models import CheckRun, Finding, FindingCode
@@ -660,3 +661,74 @@ def assignment_trajectory_label(assignment: Assignment) -> str:
     if t.goal_id and t.goal is not None and t.goal.band:
         parts.append(t.goal.get_band_display())
     return " · ".join(parts)
+
+
+# --- assignments and labels for the API --------------------------------------------------------------
+
+# Who may list every assignment of a project (an annotator lists only their own; a reviewer none).
+ASSIGNMENT_LEAD_ROLES = frozenset({Role.PROJECT_MANAGER, Role.QA_LEAD})
+
+
+@dataclass(frozen=True)
+class AssignmentFilters:
+    status: str = ""
+    annotator: str = ""  # a username (leads only: an annotator's list is theirs anyway)
+    trajectory: int | None = None
+    gold: bool | None = None
+
+
+def assignment_list_for_user(
+    *, user: UserLike, project: Project, role: str, filters: AssignmentFilters
+) -> QuerySet[Assignment]:
+    """QA leads and project managers: every assignment of the project. An annotator: only their own, as their
+    queue shows them. Anyone else in the project: PermissionDenied. Newest first."""
+    qs: QuerySet[Assignment]
+    if role in ASSIGNMENT_LEAD_ROLES:
+        # `trajectory_status` lets the serializer withhold submission times until the trajectory is decided
+        qs = Assignment.objects.filter(trajectory__project=project).annotate(trajectory_status=F("trajectory__status"))
+        if filters.annotator:
+            qs = qs.filter(annotator__username=filters.annotator)
+    elif role == Role.ANNOTATOR and isinstance(user, User):
+        qs = Assignment.objects.filter(trajectory__project=project, annotator=user)
+    else:
+        check_role(role=role, allowed=ASSIGNMENT_LEAD_ROLES | {Role.ANNOTATOR})
+        qs = Assignment.objects.none()
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.trajectory is not None:
+        qs = qs.filter(trajectory_id=filters.trajectory)
+    if filters.gold is not None:
+        qs = qs.filter(is_gold=filters.gold)
+    return qs.select_related("annotator").order_by("-id")
+
+
+def assignment_get_for_lead_or_owner(*, user: UserLike, project: Project, role: str, assignment_id: int) -> Assignment:
+    """One assignment's facts (never its labels) for whoever may list it; Http404 for anyone else's."""
+    assignment = (
+        assignment_list_for_user(user=user, project=project, role=role, filters=AssignmentFilters())
+        .filter(pk=assignment_id)
+        .first()
+    )
+    if assignment is None:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+@dataclass(frozen=True)
+class AssignmentLabels:
+    steps: Sequence[StepLabel]  # each with `step_index`
+    verdict: TrajectoryLabel | None
+
+
+def assignment_labels(*, assignment: Assignment) -> AssignmentLabels:
+    """The labels of one assignment (drafts included), in step order: for its own annotator, or for leads once
+    it is submitted (the callers decide who may ask)."""
+    steps = list(
+        StepLabel.objects.filter(assignment=assignment).annotate(step_index=F("step__index")).order_by("step__index")
+    )
+    verdict = (
+        TrajectoryLabel.objects.filter(assignment=assignment)
+        .annotate(first_failing_step_index=F("first_failing_step__index"))
+        .first()
+    )
+    return AssignmentLabels(steps=steps, verdict=verdict)

@@ -1,4 +1,4 @@
-"""REST API for escalations and agreement: the same selectors and services as the pages."""
+"""REST API for escalations, agreement and a trajectory's labels: the same selectors and services as the pages."""
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
@@ -10,22 +10,26 @@ from rest_framework.response import Response
 
 from audit.models import AgreementSnapshot
 from audit.selectors import (
+    LEAD_ROLES,
     REVIEWER_ROLES,
     QueueFilters,
     escalation_detail,
     escalation_get_for_user,
     escalation_queue,
     latest_run,
+    trajectory_labels_for_lead,
 )
 from audit.serializers import (
     AgreementSnapshotSerializer,
     EscalationDetailSerializer,
     EscalationSerializer,
     ResolveSerializer,
+    TrajectoryLabelsSerializer,
 )
 from audit.services.escalations import escalation_resolve
 from core.http import api_validation_error
 from core.selectors import check_role, project_get_for_user
+from trajectories.selectors.runs import trajectory_get_for_user
 
 QUEUE_PARAMS = [
     OpenApiParameter(name, str, required=False)
@@ -110,3 +114,16 @@ def agreement(request: Request, project_slug: str) -> Response:
             "results": AgreementSnapshotSerializer(qs[:5000], many=True).data,
         }
     )
+
+
+@extend_schema(responses=TrajectoryLabelsSerializer)
+@login_not_required
+@api_view(["GET"])
+def trajectory_labels(request: Request, project_slug: str, trajectory_id: int) -> Response:
+    """QA leads and project managers: the submitted labels of a trajectory (steps and verdict), one column per
+    annotator lettered A, B, C as its escalations are; names only once it is audited with nothing open."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=LEAD_ROLES)
+    trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
+    labels = trajectory_labels_for_lead(project=project, role=role, trajectory=trajectory)
+    return Response(TrajectoryLabelsSerializer(labels).data)

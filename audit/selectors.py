@@ -17,7 +17,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
-from annotation.selectors import latest_check_runs
+from annotation.selectors import AssignmentLabels, assignment_labels, latest_check_runs
 from audit.models import (
     AgreementRun,
     AgreementSnapshot,
@@ -31,9 +31,10 @@ from audit.models import (
 )
 from audit.services.consensus import step_label_vote, verdict_vote
 from audit.services.escalations import escalation_votes
+from audit.services.escalations import letter as column_letter
 from core.models import Membership, Project, Role
-from core.selectors import UserLike
-from trajectories.models import Step
+from core.selectors import UserLike, check_role
+from trajectories.models import Step, Trajectory, TrajectoryStatus
 from verification.models import Finding
 
 LEAD_ROLES = frozenset({Role.QA_LEAD, Role.PROJECT_MANAGER})
@@ -577,3 +578,48 @@ def calibration_flags(*, project: Project, include_cleared: bool = False) -> Que
     if not include_cleared:
         qs = qs.filter(cleared_at__isnull=True)
     return qs.order_by("-created_at")
+
+
+# --- a trajectory's submitted labels, for leads ------------------------------------------------------------
+
+
+@dataclass
+class LetteredLabels:
+    letter: str  # A, B, C … as the trajectory's escalations show them (submission order)
+    annotator: str  # only once the trajectory is audited and no escalation of it is open
+    labels: AssignmentLabels
+
+
+@dataclass
+class TrajectoryLabels:
+    trajectory: Trajectory
+    names_shown: bool
+    columns: list[LetteredLabels]
+
+
+def trajectory_labels_for_lead(*, project: Project, role: str, trajectory: Trajectory) -> TrajectoryLabels:
+    """The submitted labels behind a trajectory's consensus, one column per annotator, lettered in the order the
+    escalations letter them. Blind like an escalation: the names only once everything is decided (the trajectory
+    is audited, nothing open). Drafts and gold (calibration) answers are not shown; QA leads and project managers
+    only (PermissionDenied for anyone else in the project)."""
+    check_role(role=role, allowed=LEAD_ROLES)
+    if trajectory.project_id != project.pk:
+        raise Http404("No such trajectory.")
+    assignments = list(
+        Assignment.objects.filter(trajectory=trajectory, status=AssignmentStatus.SUBMITTED, is_gold=False)
+        .select_related("annotator")
+        .order_by("submitted_at", "id")
+    )
+    decided = (
+        trajectory.status == TrajectoryStatus.AUDITED
+        and not Escalation.objects.filter(trajectory=trajectory, status=EscalationStatus.OPEN).exists()
+    )
+    columns = [
+        LetteredLabels(
+            letter=column_letter(i),
+            annotator=a.annotator.username if decided else "",
+            labels=assignment_labels(assignment=a),
+        )
+        for i, a in enumerate(assignments)
+    ]
+    return TrajectoryLabels(trajectory=trajectory, names_shown=decided, columns=columns)

@@ -2,6 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from annotation.serializers import StepLabelSerializer, VerdictSerializer
 from audit.models import AgreementSnapshot, Escalation
 
 
@@ -53,3 +54,31 @@ class AgreementSnapshotSerializer(serializers.ModelSerializer[AgreementSnapshot]
             "scope", "slice_key", "measure", "annotator", "other", "coefficient", "value", "reason", "n_items",
             "raw_agreement", "ac1", "ci_low", "ci_high", "computed_at",
         ]  # fmt: skip
+
+
+class BlindStepLabelSerializer(StepLabelSerializer):
+    """No save times beside the letters: their order would tell whose labels are whose."""
+
+    class Meta(StepLabelSerializer.Meta):
+        fields = [f for f in StepLabelSerializer.Meta.fields if f != "updated_at"]
+
+
+class BlindVerdictSerializer(VerdictSerializer):
+    class Meta(VerdictSerializer.Meta):
+        fields = [f for f in VerdictSerializer.Meta.fields if f != "updated_at"]
+
+
+class LetteredLabelsSerializer(serializers.Serializer[Any]):
+    letter = serializers.CharField(help_text="A, B, C … as the trajectory's escalations letter them.")
+    annotator = serializers.CharField(
+        allow_blank=True, help_text="Shown only once the trajectory is audited and no escalation of it is open."
+    )
+    steps = BlindStepLabelSerializer(source="labels.steps", many=True, read_only=True)
+    verdict = BlindVerdictSerializer(source="labels.verdict", read_only=True, allow_null=True)
+
+
+class TrajectoryLabelsSerializer(serializers.Serializer[Any]):
+    trajectory_id = serializers.IntegerField(source="trajectory.pk")
+    status = serializers.CharField(source="trajectory.status")
+    names_shown = serializers.BooleanField()
+    labels = LetteredLabelsSerializer(source="columns", many=True)

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from annotation import api as annotation_api
 from audit import api as audit_api
 from core import api as core_api
 from exports import api as exports_api
@@ -35,9 +36,50 @@ urlpatterns = [
         trajectories_api.trajectory_detail,
         name="api-trajectory-detail",
     ),
+    path(
+        "projects/<slug:project_slug>/trajectories/<int:trajectory_id>/labels/",
+        audit_api.trajectory_labels,
+        name="api-trajectory-labels",
+    ),
+    path("projects/<slug:project_slug>/assignments/", annotation_api.assignment_list, name="api-assignment-list"),
+    path(
+        "projects/<slug:project_slug>/assignments/claim/", annotation_api.assignment_claim, name="api-assignment-claim"
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/",
+        annotation_api.assignment_detail,
+        name="api-assignment-detail",
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/labels/",
+        annotation_api.assignment_labels_view,
+        name="api-assignment-labels",
+    ),
+    path(
+        "projects/<slug:project_slug>/assignments/<int:assignment_id>/submit/",
+        annotation_api.assignment_submit_view,
+        name="api-assignment-submit",
+    ),
     path("projects/<slug:project_slug>/imports/", trajectories_api.import_list, name="api-import-list"),
     path(
         "projects/<slug:project_slug>/imports/<int:job_id>/", trajectories_api.import_detail, name="api-import-detail"
+    ),
+    path("projects/<slug:project_slug>/goals/", trajectories_api.goal_list, name="api-goal-list"),
+    path("projects/<slug:project_slug>/goals/import/", trajectories_api.goal_import, name="api-goal-import"),
+    path("projects/<slug:project_slug>/goals/<int:goal_id>/", trajectories_api.goal_detail, name="api-goal-detail"),
+    path("projects/<slug:project_slug>/swe-tasks/", trajectories_api.swe_task_list, name="api-swe-task-list"),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/import/", trajectories_api.swe_task_import, name="api-swe-task-import"
+    ),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/<int:task_id>/",
+        trajectories_api.swe_task_detail,
+        name="api-swe-task-detail",
+    ),
+    path(
+        "projects/<slug:project_slug>/swe-tasks/<int:task_id>/override/",
+        trajectories_api.swe_task_override_view,
+        name="api-swe-task-override",
     ),
     path("projects/<slug:project_slug>/registries/", trajectories_api.registry_list, name="api-registry-list"),
     path(

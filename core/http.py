@@ -10,7 +10,10 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.middleware import HtmxDetails
+from drf_spectacular.utils import inline_serializer
 from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.fields import IntegerField, URLField
+from rest_framework.serializers import Serializer
 
 
 class AuthenticatedHttpRequest(HttpRequest):
@@ -46,3 +49,18 @@ def csv_response(filename: str, header: Sequence[Any], rows: Iterable[Sequence[A
 def api_validation_error(exc: ValidationError) -> ApiValidationError:
     """A service's ValidationError as the API's 400: per field where it names fields, else under "detail"."""
     return ApiValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+
+
+def paginated(serializer: type[Serializer[Any]]) -> Serializer[Any]:
+    """The OpenAPI shape of a page of `serializer` as PageNumberPagination answers it (function views have no
+    paginator for the schema generator to find)."""
+    name = serializer.__name__.removesuffix("Serializer")
+    return inline_serializer(
+        f"Paginated{name}List",
+        {
+            "count": IntegerField(),
+            "next": URLField(allow_null=True),
+            "previous": URLField(allow_null=True),
+            "results": serializer(many=True),
+        },
+    )

@@ -1,4 +1,6 @@
-"""REST API for runs and imports: the same selectors and services as the pages."""
+"""REST API for runs, imports, registries, goals and SWE tasks: the same selectors and services as the pages."""
+
+from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
@@ -12,9 +14,19 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
+from core.http import api_validation_error, paginated
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.models import Step
+from trajectories.selectors.goals import (
+    GoalFilters,
+    SweTaskFilters,
+    goal_get_for_user,
+    goal_list_for_user,
+    swe_task_get_for_user,
+    swe_task_list_for_user,
+)
 from trajectories.selectors.registries import registry_get_for_user, registry_list_for_user
 from trajectories.selectors.runs import (
     TrajectoryFilters,
@@ -24,20 +36,42 @@ from trajectories.selectors.runs import (
     trajectory_list_for_user,
 )
 from trajectories.serializers import (
+    GoalFiltersSerializer,
+    GoalImportSerializer,
+    GoalSerializer,
+    GoalWriteSerializer,
     ImportJobSerializer,
+    ImportReportSerializer,
     ImportUploadSerializer,
+    OverrideSerializer,
     RegistrySerializer,
     RegistryUploadSerializer,
+    SweTaskDetailSerializer,
+    SweTaskFiltersSerializer,
+    SweTaskImportSerializer,
+    SweTaskSerializer,
     TrajectoryDetailSerializer,
     TrajectorySerializer,
 )
+from trajectories.services._rows import ImportReport
+from trajectories.services.goals import (
+    goal_create,
+    goal_update,
+    goals_import_csv,
+    goals_import_jsonl,
+    tau_bench_tasks_import,
+)
 from trajectories.services.imports import import_job_create
 from trajectories.services.registries import RegistryImportError, registry_freeze, registry_import
+from trajectories.services.swe_tasks import swe_task_override, swe_tasks_import
 
 FILTERS = [OpenApiParameter(name, str, required=False) for name in TrajectoryFilters.__dataclass_fields__]
+PAGE = OpenApiParameter("page", int, required=False)
 
 
-@extend_schema(parameters=FILTERS, responses=TrajectorySerializer(many=True))
+@extend_schema(
+    operation_id="projects_trajectories_list", parameters=[*FILTERS, PAGE], responses=paginated(TrajectorySerializer)
+)
 @login_not_required
 @api_view(["GET"])
 def trajectory_list(request: Request, project_slug: str) -> Response:
@@ -68,7 +102,9 @@ def trajectory_detail(request: Request, project_slug: str, trajectory_id: int) -
     request={"multipart/form-data": ImportUploadSerializer},
     responses={202: ImportJobSerializer(many=True)},
 )
-@extend_schema(methods=["GET"], responses=ImportJobSerializer(many=True))
+@extend_schema(
+    methods=["GET"], operation_id="projects_imports_list", parameters=[PAGE], responses=paginated(ImportJobSerializer)
+)
 @login_not_required
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
@@ -173,3 +209,165 @@ def registry_freeze_view(request: Request, project_slug: str, version: int) -> R
     except ValidationError as exc:
         raise ApiValidationError({"detail": exc.messages}) from exc
     return Response(RegistrySerializer(registry_get_for_user(project=project, role=role, version=version)).data)
+
+
+# ---------------------------------------------------------------- goals
+
+
+def _query(serializer_class: type[Serializer[dict[str, Any]]], request: Request) -> dict[str, Any]:
+    """Validated query parameters (400 naming the parameter when one is wrong)."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
+
+
+def _import_report(report: ImportReport) -> Response:
+    return Response(ImportReportSerializer(report).data)
+
+
+def _file_error(exc: ValidationError) -> ApiValidationError:
+    """A bulk import's file-level error: under the field it names, else under "file"."""
+    return api_validation_error(exc) if hasattr(exc, "error_dict") else ApiValidationError({"file": exc.messages})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="projects_goals_list",
+    parameters=[GoalFiltersSerializer, PAGE],
+    responses=paginated(GoalSerializer),
+)
+@extend_schema(methods=["POST"], request=GoalWriteSerializer, responses={201: GoalSerializer})
+@login_not_required
+@api_view(["GET", "POST"])
+def goal_list(request: Request, project_slug: str) -> Response:
+    """GET: the project's goals (filters: band, tag, search), 50 a page. POST (project managers): a new goal."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    if request.method == "GET":
+        query = _query(GoalFiltersSerializer, request)
+        filters = GoalFilters(band=query["band"], tag=query["tag"], q=query["search"])
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(goal_list_for_user(project=project, role=role, filters=filters), request)
+        return paginator.get_paginated_response(GoalSerializer(page, many=True).data)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    body = GoalWriteSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        goal = goal_create(actor=request.user, project=project, **body.validated_data)
+    except ValidationError as exc:
+        raise api_validation_error(exc) from exc
+    return Response(GoalSerializer(goal).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(methods=["GET"], responses=GoalSerializer)
+@extend_schema(methods=["PUT", "PATCH"], request=GoalWriteSerializer, responses=GoalSerializer)
+@login_not_required
+@api_view(["GET", "PUT", "PATCH"])
+def goal_detail(request: Request, project_slug: str, goal_id: int) -> Response:
+    """GET: one goal. PUT (project managers): replace its fields; PATCH: change only the fields given."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    goal = goal_get_for_user(project=project, role=role, goal_id=goal_id)
+    if request.method == "GET":
+        return Response(GoalSerializer(goal).data)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    partial = request.method == "PATCH"
+    current = {name: getattr(goal, name) for name in GoalWriteSerializer().fields} if partial else {}
+    body = GoalWriteSerializer(data=request.data, partial=partial)
+    body.is_valid(raise_exception=True)
+    try:
+        goal = goal_update(actor=request.user, goal=goal, **(current | dict(body.validated_data)))
+    except ValidationError as exc:
+        raise api_validation_error(exc) from exc
+    return Response(GoalSerializer(goal).data)
+
+
+@extend_schema(request={"multipart/form-data": GoalImportSerializer}, responses=ImportReportSerializer)
+@login_not_required
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def goal_import(request: Request, project_slug: str) -> Response:
+    """Goals in bulk (CSV, JSONL or τ-bench tasks), as on the import page: valid rows are written, each
+    rejected row comes back in `errors` with where it is (line, column, field) and why."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    upload = GoalImportSerializer(data=request.data)
+    upload.is_valid(raise_exception=True)
+    data = upload.validated_data
+    common: dict[str, Any] = {
+        "actor": request.user,
+        "project": project,
+        "stream": data["file"],
+        "name": data["file"].name,
+    }
+    try:
+        if data["format"] == "tau-bench":
+            report = tau_bench_tasks_import(**common, env=data["env"], band=data["band"], tags=data["tags"])
+        elif data["format"] == "csv":
+            report = goals_import_csv(**common)
+        else:
+            report = goals_import_jsonl(**common)
+    except ValidationError as exc:
+        raise _file_error(exc) from exc
+    return _import_report(report)
+
+
+# ---------------------------------------------------------------- SWE tasks
+
+
+@extend_schema(
+    operation_id="projects_swe_tasks_list",
+    parameters=[SweTaskFiltersSerializer, PAGE],
+    responses=paginated(SweTaskSerializer),
+)
+@login_not_required
+@api_view(["GET"])
+def swe_task_list(request: Request, project_slug: str) -> Response:
+    """The project's SWE tasks (filters: status flagged / overridden / available, repo, search), 50 a page."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    query = _query(SweTaskFiltersSerializer, request)
+    filters = SweTaskFilters(status=query["status"], repo=query["repo"], q=query["search"])
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(swe_task_list_for_user(project=project, role=role, filters=filters), request)
+    return paginator.get_paginated_response(SweTaskSerializer(page, many=True).data)
+
+
+@extend_schema(responses=SweTaskDetailSerializer)
+@login_not_required
+@api_view(["GET"])
+def swe_task_detail(request: Request, project_slug: str, task_id: int) -> Response:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    return Response(SweTaskDetailSerializer(swe_task_get_for_user(project=project, role=role, task_id=task_id)).data)
+
+
+@extend_schema(request={"multipart/form-data": SweTaskImportSerializer}, responses=ImportReportSerializer)
+@login_not_required
+@api_view(["POST"])
+@parser_classes([MultiPartParser])
+def swe_task_import(request: Request, project_slug: str) -> Response:
+    """SWE-bench instances in bulk, matched by instance_id and checked against the project's leak lists."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    upload = SweTaskImportSerializer(data=request.data)
+    upload.is_valid(raise_exception=True)
+    file = upload.validated_data["file"]
+    try:
+        report = swe_tasks_import(actor=request.user, project=project, stream=file, name=file.name)
+    except ValidationError as exc:
+        raise _file_error(exc) from exc
+    return _import_report(report)
+
+
+@extend_schema(request=OverrideSerializer, responses=SweTaskDetailSerializer)
+@login_not_required
+@api_view(["POST"])
+def swe_task_override_view(request: Request, project_slug: str, task_id: int) -> Response:
+    """Let a task that matches a leak list into annotation anyway; the reason is kept and audited."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    task = swe_task_get_for_user(project=project, role=role, task_id=task_id)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    body = OverrideSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        task = swe_task_override(actor=request.user, task=task, reason=body.validated_data["reason"])
+    except ValidationError as exc:
+        raise api_validation_error(exc) from exc
+    return Response(SweTaskDetailSerializer(swe_task_get_for_user(project=project, role=role, task_id=task.pk)).data)

@@ -1,8 +1,13 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from trajectories.formats import IMPORTERS
 from trajectories.formats.tools import TOOL_FORMATS
-from trajectories.models import ImportJob, Step, Tool, ToolRegistry, Trajectory
+from trajectories.models import Band, Goal, ImportJob, Step, SweTask, Tool, ToolRegistry, Trajectory
+from trajectories.selectors.goals import swe_task_available_for_annotation
+from trajectories.services._rows import ImportReport
+from trajectories.services.goals import MAX_TAG_LENGTH
 
 
 class StepSerializer(serializers.ModelSerializer[Step]):
@@ -79,3 +84,126 @@ class RegistryUploadSerializer(serializers.Serializer[dict[str, object]]):
     format = serializers.ChoiceField(choices=["", *sorted(TOOL_FORMATS)], required=False, default="")
     name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
     freeze = serializers.BooleanField(required=False, default=False)
+
+
+def _trajectory_count(obj: Goal | SweTask) -> int:
+    """As the list annotates it; one count query for a single goal or task."""
+    annotated = getattr(obj, "trajectory_count", None)
+    return annotated if annotated is not None else obj.trajectories.count()
+
+
+class GoalSerializer(serializers.ModelSerializer[Goal]):
+    trajectory_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Goal
+        fields = [
+            "id", "external_id", "prompt", "band", "tags", "expected_actions", "expected_outputs",
+            "trajectory_count", "created_at",
+        ]  # fmt: skip
+
+    def get_trajectory_count(self, goal: Goal) -> int:
+        return _trajectory_count(goal)
+
+
+class GoalWriteSerializer(serializers.Serializer[dict[str, Any]]):
+    """The shapes only: the goal service checks the values and says where they are wrong."""
+
+    prompt = serializers.CharField(trim_whitespace=False)
+    external_id = serializers.CharField(required=False, default="", allow_blank=True)
+    band = serializers.CharField(required=False, default="", allow_blank=True, help_text="atomic, composite, ambiguous")
+    tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False, default=list)
+    expected_actions = serializers.JSONField(
+        required=False, default=None, allow_null=True, help_text='[{"name": "cancel_reservation", "arguments": {}}]'
+    )
+    expected_outputs = serializers.JSONField(
+        required=False, default=None, allow_null=True, help_text='A list of strings, e.g. ["327"].'
+    )
+
+
+class GoalFiltersSerializer(serializers.Serializer[dict[str, Any]]):
+    band = serializers.ChoiceField(
+        choices=["", "none", *Band.values],
+        required=False,
+        default="",
+        help_text='A band, or "none" for goals without one.',
+    )
+    tag = serializers.CharField(required=False, default="", allow_blank=True, max_length=MAX_TAG_LENGTH)
+    search = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=200, help_text="In the prompt or the external id."
+    )
+
+
+class GoalImportSerializer(serializers.Serializer[dict[str, Any]]):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=["csv", "jsonl", "tau-bench"])
+    env = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=40, help_text="τ-bench: the environment (airline)."
+    )
+    band = serializers.CharField(required=False, default="", allow_blank=True, help_text="τ-bench: every goal's band.")
+    tags = serializers.ListField(
+        child=serializers.CharField(allow_blank=True), required=False, default=list, help_text="τ-bench: tags for all."
+    )
+
+
+class RowErrorSerializer(serializers.Serializer[Any]):
+    where = serializers.CharField(help_text='"line 4", "element 2 (line 9)"')
+    line = serializers.IntegerField(allow_null=True)
+    field = serializers.CharField(allow_blank=True, help_text='The column or key, with a path ("actions/1/name").')
+    column = serializers.IntegerField(allow_null=True, help_text="CSV: the 1-based column.")
+    message = serializers.CharField()
+
+
+class ImportReportSerializer(serializers.Serializer[Any]):
+    kind = serializers.CharField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    flagged = serializers.IntegerField(help_text="SWE tasks matching a leak list.")
+    errors = serializers.SerializerMethodField()
+
+    def get_errors(self, report: ImportReport) -> list[dict[str, Any]]:
+        return [error.as_dict() for error in report.errors]
+
+
+class SweTaskSerializer(serializers.ModelSerializer[SweTask]):
+    trajectory_count = serializers.SerializerMethodField()
+    available = serializers.SerializerMethodField(help_text="May go to annotation (no leak match, or overridden).")
+
+    class Meta:
+        model = SweTask
+        fields = [
+            "id", "instance_id", "repo", "base_commit", "version", "image", "reproduction_status", "fail_to_pass",
+            "contamination_flags", "contamination_override", "available", "trajectory_count", "created_at",
+        ]  # fmt: skip
+
+    def get_available(self, task: SweTask) -> bool:
+        return swe_task_available_for_annotation(task)
+
+    def get_trajectory_count(self, task: SweTask) -> int:
+        return _trajectory_count(task)
+
+
+class SweTaskDetailSerializer(SweTaskSerializer):
+    class Meta(SweTaskSerializer.Meta):
+        fields = [*SweTaskSerializer.Meta.fields, "problem_statement", "gold_patch", "test_patch", "pass_to_pass"]
+
+
+class SweTaskFiltersSerializer(serializers.Serializer[dict[str, Any]]):
+    status = serializers.ChoiceField(
+        choices=["", "flagged", "overridden", "available"],
+        required=False,
+        default="",
+        help_text="flagged: matches a leak list, not overridden; overridden: matches one, let through with a reason.",
+    )
+    repo = serializers.CharField(required=False, default="", allow_blank=True, max_length=300)
+    search = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+
+
+class SweTaskImportSerializer(serializers.Serializer[dict[str, Any]]):
+    file = serializers.FileField(help_text="SWE-bench instances: a JSON list or JSONL.")
+
+
+class OverrideSerializer(serializers.Serializer[dict[str, Any]]):
+    reason = serializers.CharField(help_text="Why this task may be annotated despite the leak-list match.")

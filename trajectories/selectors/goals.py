@@ -130,6 +130,7 @@ def goal_balance(*, project: Project, role: str) -> Balance:
 class SweTaskFilters:
     status: str = ""  # "", "flagged", "overridden", "available"
     q: str = ""
+    repo: str = ""  # exactly, e.g. "pydicom/pydicom"
 
 
 def _flagged() -> Q:
@@ -161,6 +162,8 @@ def swe_task_list_for_user(*, project: Project, role: str, filters: SweTaskFilte
     if filters.q:
         term = filters.q.strip()
         qs = qs.filter(Q(instance_id__icontains=term) | Q(repo__icontains=term))
+    if filters.repo:
+        qs = qs.filter(repo=filters.repo.strip())
     return qs.order_by("instance_id")
 
 

@@ -16,6 +16,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from audit.services.consensus import trajectory_consensus_compute
+from exports.formats.base import Source, StepRow
+from exports.formats.llamafactory_dpo import LlamaFactoryDpoExporter
+from exports.formats.trl_dpo import TrlDpoExporter
 from exports.models import ExportJob
 from exports.services.batches import batch_create
 from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
@@ -270,3 +273,33 @@ def test_no_other_format_writes_dataset_info(weather, pm) -> None:
     job, _ = export(pm, batch, "trl_dpo")
     assert [f["name"] for f in job.files][1:] == ["README.md", "manifest.json"]
     assert not (export_dir(job) / "dataset_info.json").exists()
+
+
+def test_a_branch_whose_conversation_breaks_the_alternation_gives_trl_a_row_and_llamafactory_none(project) -> None:
+    def step(index: int, tool: str, state: list[dict[str, str]]) -> StepRow:
+        return StepRow(index, index, "tool_call", f"turn-{index}", state, "", tool, "", {}, None, "ok", "", True)
+
+    note = {"role": "user", "content": "Earlier tries failed; try something else."}
+    steps = [
+        step(0, "current_for_weather_api", [{"role": "user", "content": QUERY}]),
+        step(1, "daily_for_weather_api", [note]),  # a user message right after a result: no LLaMA-Factory turn
+        step(2, "Finish", []),
+    ]
+    branch = {"branch_from": 2, "steps": [{"tool": "forecast_for_weather_api", "arguments": {}, "thought": ""}]}
+    run = Trajectory(pk=1, final_answer="Rain tomorrow.", outcome_reward=1.0, alternatives=[branch])
+    group = [Source(run, steps, {})]
+    ((trl, origin),) = TrlDpoExporter(project=project, options={}).group_rows(group)
+    assert origin == [run] and [m["role"] for m in trl["prompt"]] == [
+        "user",
+        "assistant",
+        "tool",
+        "user",
+        "assistant",
+        "tool",
+    ]
+    assert list(LlamaFactoryDpoExporter(project=project, options={}).group_rows(group)) == []
+    # the same branch one step earlier (before the note) is written by both
+    branch["branch_from"] = 1
+    ((llama, _),) = LlamaFactoryDpoExporter(project=project, options={}).group_rows(group)
+    assert_alternation(llama)
+    assert llama["rejected"] == call("forecast_for_weather_api", {})

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from django.urls import reverse
 from jsonschema import Draft202012Validator
 
 from audit.services.consensus import trajectory_consensus_compute
@@ -24,6 +25,7 @@ from exports.services.batches import batch_create
 from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
 from tests.annotation.helpers import freeze_registry
 from tests.audit.helpers import claim, label_and_submit, team
+from tests.conftest import login
 from tests.trajectories.fixtures_util import run_import
 from trajectories.models import ImportStatus, Trajectory
 
@@ -303,3 +305,18 @@ def test_a_branch_whose_conversation_breaks_the_alternation_gives_trl_a_row_and_
     ((llama, _),) = LlamaFactoryDpoExporter(project=project, options={}).group_rows(group)
     assert_alternation(llama)
     assert llama["rejected"] == call("forecast_for_weather_api", {})
+
+
+def test_the_batch_page_offers_the_format_and_serves_dataset_info(weather, project, pm, reviewer, outsider) -> None:
+    _, _, batch = weather
+    page = login(pm).get(reverse("exports:batch", kwargs={"project_slug": project.slug, "batch_id": batch.pk}))
+    assert 'value="llamafactory_dpo"' in page.content.decode()
+    url = reverse("exports:export_create", kwargs={"project_slug": project.slug, "batch_id": batch.pk})
+    assert login(pm).post(url, {"format": "llamafactory_dpo"}).status_code == 302
+    job = export_job_run(job_id=ExportJob.objects.get(format="llamafactory_dpo").pk)  # what the worker does
+    kwargs = {"project_slug": project.slug, "batch_id": batch.pk, "job_id": job.pk, "name": "dataset_info.json"}
+    download = login(reviewer).get(reverse("exports:export_file", kwargs=kwargs))
+    assert download.status_code == 200
+    (entry,) = json.loads(b"".join(download.streaming_content)).values()
+    assert entry["file_name"] == job.files[0]["name"]
+    assert login(outsider).get(reverse("exports:export_file", kwargs=kwargs)).status_code == 404

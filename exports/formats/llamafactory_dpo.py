@@ -123,7 +123,8 @@ class LlamaFactoryDpoExporter:
 
     def companions(self, data_file: str) -> list[tuple[str, bytes, str]]:
         """Files written beside the data: (name, content, what it is for the dataset card)."""
-        return [("dataset_info.json", dataset_info(data_file), "registers the pairs with LLaMA-Factory")]
+        what = f"registers the pairs with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {_entry(data_file)})"
+        return [("dataset_info.json", dataset_info(data_file), what)]
 
 
 def dataset_info(data_file: str) -> bytes:
@@ -141,4 +142,8 @@ def dataset_info(data_file: str) -> bytes:
             "tools": "tools",
         },
     }
-    return orjson.dumps({data_file.rsplit(".", 1)[0]: entry}, option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps({_entry(data_file): entry}, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _entry(data_file: str) -> str:
+    return data_file.rsplit(".", 1)[0]

@@ -264,7 +264,11 @@ def test_dataset_info_beside_the_pairs_registers_them_with_llamafactory(weather,
     assert all(column in row for row in rows for column in entry["columns"].values())
     assert "tags" not in entry  # LLaMA-Factory's default tags (from / value, human, gpt, …) are the rows'
     card = (folder / "README.md").read_text()
-    assert "`dataset_info.json` beside it" in card and "the same rows in Parquet" in card
+    assert (
+        f"`dataset_info.json` beside it: registers the pairs with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {name})"
+        in card
+    )
+    assert "the same rows in Parquet" in card
     assert verify_manifest(folder / "manifest.json") == []
     (folder / "dataset_info.json").write_text("{}")
     assert verify_manifest(folder / "manifest.json") == ["dataset_info.json: sha256 differs from the manifest"]

@@ -1,6 +1,7 @@
 """Parquet beside each JSONL export: the same rows, one column per top-level key, written in row groups
 so memory does not grow with the batch. Strings, numbers, booleans and lists of them keep their types;
-a ShareGPT conversation is a list of {from, value}; any other nested value (chat messages, tool
+a ShareGPT conversation is a list of {from, value} and a preference pair's chosen / rejected turn one
+{from, value}; any other nested value (chat messages, tool
 schemas) is a column of its canonical JSON text — readers decode it with one json.loads."""
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("rejected", pa.string()),
             ("chosen_trajectory", pa.string()),
             ("rejected_trajectory", pa.string()),
+            ("pair", pa.string()),
+        ]
+    ),
+    "llamafactory_dpo": pa.schema(
+        [
+            ("conversations", pa.list_(TURN)),
+            ("chosen", TURN),
+            ("rejected", TURN),
+            ("system", pa.string()),
+            ("tools", pa.string()),
+            ("chosen_trajectory", pa.string()),
+            ("rejected_trajectory", pa.string()),
+            ("pair", pa.string()),
         ]
     ),
 }

@@ -65,6 +65,11 @@ class Exporter(Protocol):
     def rows(self, source: Source) -> Iterator[dict[str, Any]]: ...
 
 
+def settled_wrong(index: int, consensus: dict[tuple[int | None, str], Any]) -> bool:
+    """The annotators settled the step at `index` as wrong: the wrong tool, or a process reward of −1."""
+    return consensus.get((index, "tool_verdict")) == "wrong" or consensus.get((index, "process_reward")) == -1
+
+
 def sources(trajectory_ids: list[int], on_chunk: Callable[[list[int]], None] | None = None) -> Iterator[Source]:
     """The trajectories in the given order with their steps and consensus, CHUNK trajectories per three
     queries; `on_chunk` (an exporter's prefetch) sees each chunk's ids first."""

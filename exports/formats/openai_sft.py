@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from exports.formats.base import Source, StepRow
+from exports.formats.base import Source, StepRow, settled_wrong
 from trajectories.selectors.registries import active_registry_tools_query
 
 
@@ -41,12 +41,6 @@ class OpenAISftExporter:
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in active_registry_tools_query(project).order_by("name")
         ]
-
-    def _wrong(self, step: StepRow, consensus: dict[tuple[int | None, str], Any]) -> bool:
-        return (
-            consensus.get((step.index, "tool_verdict")) == "wrong"
-            or consensus.get((step.index, "process_reward")) == -1
-        )
 
     def _corrected(self, step: StepRow, consensus: dict[tuple[int | None, str], Any]) -> dict[str, Any]:
         if not self.apply_corrections or not isinstance(step.arguments, dict):
@@ -72,7 +66,7 @@ class OpenAISftExporter:
                 if role in ("system", "user", "assistant") and isinstance(content, str):
                     messages.append({"role": role, "content": content})
             if step.kind != "tool_call":
-                if not (self.drop_wrong and self._wrong(step, source.consensus)):
+                if not (self.drop_wrong and settled_wrong(step.index, source.consensus)):
                     reply = step.arguments.get("content") if isinstance(step.arguments, dict) else None
                     messages.append({"role": "assistant", "content": reply if isinstance(reply, str) else step.plan})
                 i += 1
@@ -86,7 +80,7 @@ class OpenAISftExporter:
                 and not steps[i + len(turn)].state
             ):
                 turn.append(steps[i + len(turn)])
-            kept = [s for s in turn if not (self.drop_wrong and self._wrong(s, source.consensus))]
+            kept = [s for s in turn if not (self.drop_wrong and settled_wrong(s.index, source.consensus))]
             if kept:
                 calls = []
                 for s in kept:

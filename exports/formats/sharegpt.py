@@ -3,8 +3,8 @@
 
 LLaMA-Factory's alternation holds on every row: human or observation at even positions, gpt or
 function_call at odd ones, starting with human and ending on gpt. A model turn's parallel calls are one
-function_call (a JSON list) and their results one observation (a JSON list); the plan beside a call has
-no place in this format and is left out. Where a trajectory would
+function_call (a JSON list) and their results one observation (a JSON list); arguments that are not JSON
+stay the string the agent wrote; the plan beside a call has no place in this format and is left out. Where a trajectory would
 break the alternation (two assistant turns, or two inputs of different kinds, in a row) the row stops
 before the break, at its last gpt turn; two user messages in a row are joined. Schema: sharegpt.schema.json.
 """
@@ -35,27 +35,39 @@ class ShareGptExporter:
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         for chat in self.chat.rows(source):
             system = "\n\n".join(m["content"] for m in chat["messages"] if m["role"] == "system")
-            turns = list(_turns([m for m in chat["messages"] if m["role"] != "system"]))
-            conversations = alternating(turns)
+            conversations = alternating(list(chat_turns([m for m in chat["messages"] if m["role"] != "system"])))
             if conversations:
                 yield {"conversations": conversations, "system": system, "tools": self.tools}
 
 
-def _turns(messages: list[dict[str, Any]]) -> Iterator[dict[str, str]]:
+def _arguments(text: str | None) -> Any:
+    try:
+        return json.loads(text or "{}")
+    except ValueError:  # arguments that are not JSON stay the string the agent wrote
+        return text
+
+
+def assistant_turn(message: dict[str, Any]) -> dict[str, str]:
+    """One assistant chat message as a gpt turn, or — with tool calls — a function_call turn whose value is
+    {"name", "arguments"} (a JSON list of them for parallel calls)."""
+    if not message.get("tool_calls"):
+        return {"from": "gpt", "value": message.get("content") or ""}
+    calls = [
+        {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}
+        for c in message["tool_calls"]
+    ]
+    return {"from": "function_call", "value": json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)}
+
+
+def chat_turns(messages: list[dict[str, Any]]) -> Iterator[dict[str, str]]:
+    """Chat messages (no system ones) as ShareGPT turns, a call's results as one observation."""
     i = 0
     while i < len(messages):
         m = messages[i]
         if m["role"] == "user":
             yield {"from": "human", "value": m["content"]}
         elif m["role"] == "assistant" and m.get("tool_calls"):
-            calls = [
-                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
-                for c in m["tool_calls"]
-            ]
-            yield {
-                "from": "function_call",
-                "value": json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False),
-            }
+            yield assistant_turn(m)
             results = []
             while i + 1 < len(messages) and messages[i + 1]["role"] == "tool":
                 i += 1
@@ -65,12 +77,13 @@ def _turns(messages: list[dict[str, Any]]) -> Iterator[dict[str, str]]:
                 "value": results[0] if len(results) == 1 else json.dumps(results, ensure_ascii=False),
             }
         elif m["role"] == "assistant":
-            yield {"from": "gpt", "value": m["content"] or ""}
+            yield assistant_turn(m)
         i += 1
 
 
-def alternating(turns: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The longest prefix that keeps LLaMA-Factory's alternation and ends on a gpt turn."""
+def aligned(turns: list[dict[str, str]]) -> tuple[list[dict[str, str]], bool]:
+    """(the longest prefix that keeps LLaMA-Factory's alternation — human first, inputs at even positions,
+    outputs at odd ones, two user messages or two replies in a row joined —, whether that is all of them)."""
     out: list[dict[str, str]] = []
     for turn in turns:
         expected = INPUTS if len(out) % 2 == 0 else OUTPUTS
@@ -81,7 +94,13 @@ def alternating(turns: list[dict[str, str]]) -> list[dict[str, str]]:
         ):
             out[-1]["value"] += "\n\n" + turn["value"]
         else:  # e.g. a reply, then a call with no input between: LLaMA-Factory has no such turn
-            break
+            return out, False
+    return out, True
+
+
+def alternating(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The longest prefix that keeps LLaMA-Factory's alternation and ends on a gpt turn."""
+    out, _ = aligned(turns)
     while out and out[-1]["from"] != "gpt":
         out.pop()
     return out

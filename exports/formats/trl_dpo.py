@@ -1,9 +1,13 @@
-"""Preference pairs in TRL's conversational DPO format (`prompt`, `chosen`, `rejected`), built from the
-batch's trajectories of the same goal: a run is preferred to another when its reward (verified where a
-verifier computed one, else the file's) is higher, or — rewards equal — its mean settled rubric score is
-higher by at least 0.5. `prompt` is the goal's opening messages (the preferred run's), `chosen` and
-`rejected` the rest of each run as chat messages (calls and results included). Each goal gives at most
-MAX_PAIRS pairs, the widest gaps first; pairs are in goal order, then preferred run, then other run.
+"""Preference pairs in TRL's conversational DPO format (`prompt`, `chosen`, `rejected`), the pairs and
+their order as exports.formats.pairs says: a goal's same-goal pairs, then its runs' alternative pairs.
+
+- Same-goal pair (`pair: "same_goal"`): `prompt` is the goal's opening messages (the preferred run's),
+  `chosen` and `rejected` the rest of each run as chat messages (calls and results included).
+- Alternative pair (`pair: "alternative"`, e.g. a ToolBench pruned branch): `prompt` is the conversation
+  up to the branch point (system, user, assistant calls and tool results), `chosen` the chosen path's
+  assistant message there, `rejected` the branch's first step as an assistant message — each one message
+  with its thought as content and its call (the chosen call's id on both). `rejected_trajectory` names
+  the branch as `<run>/alternatives/<index>`.
 Schema: trl_dpo.schema.json.
 """
 
@@ -14,30 +18,14 @@ from typing import Any, ClassVar
 
 from exports.formats.base import Source
 from exports.formats.openai_sft import OpenAISftExporter
-
-MAX_PAIRS = 10
-RUBRIC_GAP = 0.5
-
-
-def _score(source: Source) -> tuple[float | None, float | None]:
-    t = source.trajectory
-    reward = t.verified_reward if t.verified_reward is not None else t.outcome_reward
-    scores = [v for (index, field), v in source.consensus.items() if index is not None and field.startswith("rubric:")]
-    rubric = sum(scores) / len(scores) if scores else None
-    return reward, rubric
-
-
-def preferred(a: Source, b: Source) -> bool:
-    (ra, sa), (rb, sb) = _score(a), _score(b)
-    if ra is not None and rb is not None and ra != rb:
-        return ra > rb
-    return sa is not None and sb is not None and sa - sb >= RUBRIC_GAP
+from exports.formats.pairs import Branch, alternative_pairs, branch_point, goal_pairs, reference
+from trajectories.models import Trajectory
 
 
 class TrlDpoExporter:
     name: ClassVar[str] = "trl_dpo"
     label: ClassVar[str] = "Preference pairs (TRL DPO)"
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "1.1"
     extension: ClassVar[str] = "jsonl"
     grouped: ClassVar[bool] = True  # rows come from all the batch's runs of one goal at once
 
@@ -47,31 +35,53 @@ class TrlDpoExporter:
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         return iter(())
 
-    def group_rows(self, group: list[Source]) -> Iterator[dict[str, Any]]:
-        if group[0].trajectory.goal_id is None:  # runs without a goal are not comparable
-            return
-        messages: dict[int, list[dict[str, Any]]] = {
-            s.trajectory.pk: next(iter(self.chat.rows(s)), {"messages": []})["messages"] for s in group
-        }
-        pairs = []
-        for a in group:
-            for b in group:
-                if a is not b and preferred(a, b) and messages[a.trajectory.pk] and messages[b.trajectory.pk]:
-                    (ra, sa), (rb, sb) = _score(a), _score(b)
-                    gap = ((ra or 0) - (rb or 0), (sa or 0) - (sb or 0))
-                    pairs.append((gap, a, b))
-        pairs.sort(key=lambda p: (-p[0][0], -p[0][1], p[1].trajectory.pk, p[2].trajectory.pk))
-        for _, a, b in sorted(pairs[:MAX_PAIRS], key=lambda p: (p[1].trajectory.pk, p[2].trajectory.pk)):
-            prompt, chosen = _split(messages[a.trajectory.pk])
-            _, rejected = _split(messages[b.trajectory.pk])
-            if chosen and rejected:
-                yield {
-                    "prompt": prompt,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "chosen_trajectory": a.trajectory.rollout_id or str(a.trajectory.pk),
-                    "rejected_trajectory": b.trajectory.rollout_id or str(b.trajectory.pk),
-                }
+    def group_rows(self, group: list[Source]) -> Iterator[tuple[dict[str, Any], list[Trajectory]]]:
+        messages: dict[int, list[dict[str, Any]]] = {}
+
+        def run(source: Source) -> list[dict[str, Any]]:
+            if source.trajectory.pk not in messages:
+                messages[source.trajectory.pk] = next(iter(self.chat.rows(source)), {"messages": []})["messages"]
+            return messages[source.trajectory.pk]
+
+        def same_goal(a: Source, b: Source) -> dict[str, Any] | None:
+            prompt, chosen = _split(run(a))
+            _, rejected = _split(run(b))
+            if not (prompt and chosen and rejected):
+                return None
+            return _row(prompt, chosen, rejected, reference(a.trajectory), reference(b.trajectory), "same_goal")
+
+        yield from goal_pairs(group, same_goal)
+        yield from alternative_pairs(group, self._alternative)
+
+    def _alternative(self, source: Source, branch: Branch) -> dict[str, Any] | None:
+        point = branch_point(self.chat, source, branch)
+        if point is None or not point[0]:
+            return None
+        prompt, chosen = point
+        calls = chosen.get("tool_calls") or []
+        rejected = branch.message(calls[0]["id"] if calls else f"call_{branch.branch_from}")
+        if rejected == chosen:
+            return None
+        ref = reference(source.trajectory)
+        return _row(prompt, [chosen], [rejected], ref, f"{ref}/alternatives/{branch.index}", "alternative")
+
+
+def _row(
+    prompt: list[dict[str, Any]],
+    chosen: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+    chosen_trajectory: str,
+    rejected_trajectory: str,
+    pair: str,
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "chosen_trajectory": chosen_trajectory,
+        "rejected_trajectory": rejected_trajectory,
+        "pair": pair,
+    }
 
 
 def _split(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,9 @@ def _write(job: ExportJob) -> None:
     size = 0
     with (folder / name).open("wb") as out:
 
-        def emit(rows: Any, origin: list[Trajectory]) -> None:
+        def emit(rows: Iterable[tuple[dict[str, Any], list[Trajectory]]]) -> None:
             nonlocal size
-            for row in rows:
+            for row, origin in rows:
                 line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
                 out.write(line)
                 whole.update(line)
@@ -127,19 +128,20 @@ def _write(job: ExportJob) -> None:
                     }
                 )
 
+        # a grouped exporter's rows come from all of a goal's runs at once, each with the runs it came from
         group: list[Source] = []
         for done, source in enumerate(sources(ids, getattr(exporter, "prefetch", None)), start=1):
             if grouped:
                 if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
-                    emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
+                    emit(exporter.group_rows(group))  # type: ignore[attr-defined]
                     group = []
                 group.append(source)
             else:
-                emit(exporter.rows(source), [source.trajectory])
+                emit((row, [source.trajectory]) for row in exporter.rows(source))
             if done % PROGRESS_EVERY == 0:
                 ExportJob.objects.filter(pk=job.pk).update(records_done=done)
         if group:
-            emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
+            emit(exporter.group_rows(group))  # type: ignore[attr-defined]
     files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}]
     if job.options.get("parquet"):
         # in a child process: pyarrow starts threads, and this process (a Celery worker) forks import workers
@@ -154,6 +156,11 @@ def _write(job: ExportJob) -> None:
         if converted.returncode:
             raise RuntimeError(f"writing the Parquet file failed: {converted.stderr.strip()[-1500:]}")
         files.append(_file_entry(folder, parquet))
+    companions: list[tuple[str, str]] = []  # files an exporter writes beside the data, e.g. a loader's config
+    for companion, content, what in getattr(exporter, "companions", lambda _: [])(name):
+        (folder / companion).write_bytes(content)
+        files.append(_file_entry(folder, companion))
+        companions.append((companion, what))
     registry = registry_active(project)
     annotators = sorted(
         {
@@ -190,7 +197,7 @@ def _write(job: ExportJob) -> None:
         "agreement": [f for f in batch.summary.get("agreement", []) if f.get("measure") == "target"],
         "records": records,
     }
-    card = dataset_card(job=job, exporter=exporter, manifest=manifest, files=files)
+    card = dataset_card(job=job, exporter=exporter, manifest=manifest, files=files, companions=tuple(companions))
     (folder / "README.md").write_text(card, encoding="utf-8")
     files.append(_file_entry(folder, "README.md"))
     manifest["files"] = files
@@ -208,7 +215,14 @@ def _file_entry(folder: Path, name: str) -> dict[str, Any]:
     return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def dataset_card(*, job: ExportJob, exporter: Any, manifest: dict[str, Any], files: list[dict[str, Any]]) -> str:
+def dataset_card(
+    *,
+    job: ExportJob,
+    exporter: Any,
+    manifest: dict[str, Any],
+    files: list[dict[str, Any]],
+    companions: tuple[tuple[str, str], ...] = (),
+) -> str:
     """The dataset card (README.md): what is in the files, where it came from, how much annotators agreed."""
     batch = job.batch
     summary = batch.summary or {}
@@ -223,6 +237,8 @@ def dataset_card(*, job: ExportJob, exporter: Any, manifest: dict[str, Any], fil
     )
     licence = job.options.get("licence") or "not stated"
     rows = files[0]["records"]
+    parquet = any(f["name"].endswith(".parquet") for f in files)
+    beside = "".join(f"\n- `{companion}` beside it: {what}" for companion, what in companions)
     return f"""---
 license: {licence}
 pretty_name: {batch.project.name} — {batch.name}
@@ -233,7 +249,7 @@ pretty_name: {batch.project.name} — {batch.name}
 Exported by Stepwise from batch #{batch.pk} ({batch.frozen_at:%Y-%m-%d}), format `{exporter.name}` {exporter.version},
 options {job.options or "none"}. Licence: {licence}.
 
-- Records: {rows} in `{files[0]["name"]}`{" and the same rows in Parquet" if len(files) > 1 else ""}
+- Records: {rows} in `{files[0]["name"]}`{" and the same rows in Parquet" if parquet else ""}{beside}
 - Trajectories: {summary.get("trajectories", 0)}, steps: {summary.get("steps", 0)}
 - Registry: {manifest["registry"]["sha256"] if manifest.get("registry") else "none"} · guideline version {manifest["guideline_version"]}
 - Annotators (pseudonyms): {len(manifest["annotators"])}

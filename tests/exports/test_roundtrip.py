@@ -1,0 +1,228 @@
+"""Stepwise JSONL round trip: export → import into a fresh project (labels, consensus, adjudications and
+evidence included) → export gives the same bytes; the same file twice restores nothing twice; a bad
+labels/consensus/evidence section rejects its record, with the line and pointer, and nothing of it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.contrib.auth.models import User
+
+from annotation.models import STEP_LABEL_FIELDS, Assignment, StepLabel, TrajectoryLabel
+from audit.models import Consensus, Escalation, EscalationStatus
+from audit.services.consensus import trajectory_consensus_compute
+from audit.services.escalations import escalation_resolve
+from core.models import Project
+from core.services import project_create
+from exports.formats.stepwise_full import STEP_VALUE_SCHEMAS
+from exports.models import Pseudonym
+from exports.services.batches import batch_create
+from exports.services.jobs import export_dir, export_job_create, export_job_run, pseudonym
+from tests.annotation.helpers import freeze_registry, import_runs
+from tests.audit.helpers import claim, label_and_submit, team
+from tests.trajectories.fixtures_util import run_import
+from trajectories.models import Trajectory, TrajectoryStatus
+from verification.models import CheckRun, Finding
+from verification.services import trajectories_verify
+
+
+def _export(project: Project, actor, name: str) -> bytes:
+    batch = batch_create(actor=actor, project=project, name=name, filters={})
+    job = export_job_run(job_id=export_job_create(actor=actor, batch=batch, format="stepwise").pk)
+    return (export_dir(job) / job.files[0]["name"]).read_bytes()
+
+
+@pytest.fixture
+def audited(project, pm, qa_lead, settings, tmp_path) -> Project:
+    """Three runs, three annotators each (one run with a split vote a QA lead adjudicated, one with a
+    corrected argument), consensus on all, and the schema check's evidence (a finding on one run)."""
+    settings.MEDIA_ROOT = tmp_path
+    freeze_registry(project, pm)
+    project.gold_rate = project.review_rate = 0.0
+    project.save(update_fields=["gold_rate", "review_rate"])
+    runs = import_runs(project, 2)
+    # …and one in the canonical format, timed as many files write it ("Z", which an export writes as +00:00)
+    step = {"turn_id": "", "plan": "", "arguments_raw": None, "reflection": "", "usage": None}
+    canonical = {
+        "format": "stepwise.trajectory",
+        "version": 1,
+        "goal": {"prompt": "Where is it?"},
+        "model": "gpt-4o",
+        "rollout_id": "run-bad",
+        "steps": [
+            step
+            | {
+                "index": 0,
+                "kind": "tool_call",
+                "state": [{"role": "user", "content": "Where is it?"}],
+                "tool_call": {"name": "get_reservation", "id": "c9"},
+                "arguments": {"reservation_id": "not-an-id"},
+                "observation": "not found",
+                "success_flag": False,
+                "timing": {
+                    "started_at": "2025-03-01T10:00:00Z",
+                    "ended_at": "2025-03-01T10:00:01.5Z",
+                    "latency_ms": 1500,
+                },
+            },
+            step
+            | {
+                "index": 1,
+                "kind": "respond",
+                "state": [],
+                "tool_call": None,
+                "arguments": None,
+                "observation": None,
+                "success_flag": None,
+                "plan": "I could not find it.",
+                "timing": None,
+            },
+        ],
+    }
+    job = run_import(project, orjson.dumps(canonical) + b"\n", name="bad.jsonl")
+    assert job.trajectories_imported == 1, job.errors
+    runs.append(Trajectory.objects.get(project=project, rollout_id="run-bad"))
+    assert trajectories_verify(trajectory_ids=[r.pk for r in runs], kinds=["schema"]) == {"schema:created": 3}
+    users = team(project, pm)
+    fix = {"argument_verdicts": {"reservation_id": "invalid"}, "corrected_arguments": {"reservation_id": "ZFA999"}}
+    for r, run in enumerate(runs):
+        for u, user in enumerate(users):
+            steps = {0: {"process_reward": u - 1}} if r == 0 else {0: fix} if r == 1 else {1: {"comment": f"u{u}"}}
+            label_and_submit(claim(project, user, run), user, steps=steps, verdict={"first_failing_step": None})
+        trajectory_consensus_compute(trajectory_id=run.pk)
+    escalation_resolve(
+        actor=qa_lead, escalation=Escalation.objects.get(), choice="C", kind="annotator_error", reason="+1."
+    )
+    return project
+
+
+def test_export_import_export_gives_the_same_bytes(audited, pm) -> None:
+    first = _export(audited, pm, "release")
+    rows = [orjson.loads(line) for line in first.splitlines()]
+    assert [len(r["labels"]) for r in rows] == [3, 3, 3]
+    assert rows[0]["consensus"]["adjudications"][0]["choice"] == "C"
+    assert [f["code"] for f in rows[2]["evidence"][0]["findings"]] == ["bad_pattern"]
+
+    fresh = project_create(actor=pm, name="Fresh", kind="tool_use")
+    freeze_registry(fresh, pm)
+    job = run_import(fresh, first, name="release.jsonl")
+    assert (job.status, job.trajectories_imported, job.rejected) == ("done", 3, 0), job.errors
+    restored = Trajectory.objects.filter(project=fresh)
+    assert set(restored.values_list("status", flat=True)) == {TrajectoryStatus.AUDITED}
+    assert Assignment.objects.filter(trajectory__project=fresh).count() == 9
+    assert TrajectoryLabel.objects.filter(assignment__trajectory__project=fresh).count() == 9
+    assert Escalation.objects.get(project=fresh).status == EscalationStatus.RESOLVED
+    adjudicated = Consensus.objects.get(trajectory__project=fresh, method="adjudicated")
+    assert adjudicated.escalation is not None and adjudicated.value == 1
+    assert Finding.objects.filter(trajectory__project=fresh, code="bad_pattern").count() == 1
+
+    again = _export(fresh, pm, "release again")
+    assert again == first
+
+    # The fresh project's own schema check agrees with the restored evidence and adds nothing — for the
+    # runs whose content hash is the same here (the timed run's "Z" times come back as "+00:00", so its
+    # hash, and with it the check's inputs, differ: its source keeps the original hash).
+    untimed = list(restored.exclude(rollout_id="run-bad").values_list("id", flat=True))
+    assert trajectories_verify(trajectory_ids=untimed, kinds=["schema"]) == {"schema:unchanged": 2}
+    assert _export(fresh, pm, "after verify") == first
+    timed = restored.get(rollout_id="run-bad")
+    assert timed.content_sha256 != rows[2]["source"]["content_sha256"]
+
+
+def test_a_project_with_no_users_gets_inactive_accounts_named_by_the_pseudonyms(audited, pm) -> None:
+    data = _export(audited, pm, "release")
+    names = sorted({label["annotator"] for line in data.splitlines() for label in orjson.loads(line)["labels"]})
+    originals = set(User.objects.values_list("username", flat=True))
+    empty = project_create(actor=None, name="Empty", kind="tool_use")
+    assert not empty.memberships.exists()
+
+    job = run_import(empty, data, name="release.jsonl")
+    assert (job.trajectories_imported, job.rejected) == (3, 0), job.errors
+    accounts = User.objects.exclude(username__in=originals)
+    assert accounts.count() == 3
+    for user in accounts:
+        assert not user.is_active and not user.has_usable_password()
+        assert pseudonym(empty.pk, user.pk) in names
+        assert not any(original in user.username for original in originals)
+    assert sorted(Pseudonym.objects.filter(project=empty).values_list("name", flat=True)) == names
+    counts = (
+        Assignment.objects.count(),
+        StepLabel.objects.count(),
+        Consensus.objects.count(),
+        CheckRun.objects.count(),
+    )
+
+    # The same file again: every run a duplicate, nothing restored twice.
+    job = run_import(empty, data + b"\n", name="again.jsonl")
+    assert (job.trajectories_imported, job.duplicates, job.rejected) == (0, 3, 0)
+    after = (Assignment.objects.count(), StepLabel.objects.count(), Consensus.objects.count(), CheckRun.objects.count())
+    assert after == counts
+    assert User.objects.exclude(username__in=originals).count() == 3
+
+    assert _export(empty, pm, "from nobody") == data
+
+
+def _broken(row: dict, how: str) -> str:
+    """Break one section of a row; the pointer the refusal must name."""
+    if how == "reward":
+        row["labels"][1]["steps"]["0"]["process_reward"] = 5
+        return "/labels/1/steps/0/process_reward"
+    if how == "no step":
+        row["consensus"]["steps"]["7"] = row["consensus"]["steps"]["0"]
+        return "/consensus/steps/7"
+    if how == "unknown field":
+        row["labels"][0]["steps"]["1"]["mood"] = "happy"
+        return "/labels/0/steps/1"
+    if how == "twice":
+        row["labels"][2]["annotator"] = row["labels"][0]["annotator"]
+        return "/labels/2/annotator"
+    if how == "date":
+        row["labels"][0]["submitted_at"] = "yesterday"
+        return "/labels/0/submitted_at"
+    if how == "finding":
+        row["evidence"][0]["findings"] = [{"step": 0, "code": "nonsense"}]
+        return "/evidence/0/findings/0"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["reward", "no step", "unknown field", "twice", "date", "finding"])
+def test_a_bad_section_rejects_its_record_with_line_and_pointer_and_nothing_of_it(audited, pm, how) -> None:
+    lines = _export(audited, pm, "release").splitlines()
+    row = orjson.loads(lines[1])
+    pointer = _broken(row, how)
+    lines[1] = orjson.dumps(row)
+    fresh = project_create(actor=pm, name="Fresh", kind="tool_use")
+    users_before = User.objects.count()
+
+    job = run_import(fresh, b"\n".join(lines) + b"\n", name="broken.jsonl")
+    assert (job.trajectories_imported, job.rejected) == (2, 1)
+    (error,) = job.errors
+    assert (error["line"], error["pointer"]) == (2, pointer), error
+    assert error["where"] == "line 2" and error["message"]
+    assert not Trajectory.objects.filter(project=fresh, rollout_id=row["rollout_id"]).exists()
+    assert Assignment.objects.filter(trajectory__project=fresh).count() == 6
+    assert not Consensus.objects.filter(trajectory__project=fresh, trajectory__rollout_id=row["rollout_id"]).exists()
+    assert User.objects.count() == users_before + 3  # the good rows' annotators, once each
+
+
+def test_the_schema_names_every_step_label_field() -> None:
+    assert tuple(STEP_VALUE_SCHEMAS) == STEP_LABEL_FIELDS
+
+
+def test_the_demo_project_round_trips(db, settings, tmp_path) -> None:
+    from demo.services import demo_seed
+
+    settings.MEDIA_ROOT = tmp_path
+    summary = demo_seed(run_now=True)
+    demo = Project.objects.get(pk=summary["projects"]["airline-desk-demo"])
+    ids = list(Trajectory.objects.filter(project=demo).values_list("id", flat=True))
+    trajectories_verify(trajectory_ids=ids, kinds=["schema"])
+    pm = User.objects.get(username="pm")
+    data = _export(demo, pm, "demo release")
+    rows = [orjson.loads(line) for line in data.splitlines()]
+    assert rows and all(r["labels"] and r["consensus"]["steps"] and r["evidence"] for r in rows)
+
+    fresh = project_create(actor=None, name="Demo again", kind="tool_use")
+    job = run_import(fresh, data, name="demo.jsonl")
+    assert (job.trajectories_imported, job.rejected) == (len(rows), 0), job.errors
+    assert _export(fresh, pm, "demo again") == data

@@ -25,6 +25,8 @@ from trajectories.models import Trajectory, TrajectoryStatus
 from verification.models import CheckRun, Finding
 from verification.services import trajectories_verify
 
+pytestmark = pytest.mark.smoke
+
 
 def _export(project: Project, actor, name: str) -> bytes:
     batch = batch_create(actor=actor, project=project, name=name, filters={})
@@ -160,6 +162,18 @@ def test_a_project_with_no_users_gets_inactive_accounts_named_by_the_pseudonyms(
     assert User.objects.exclude(username__in=originals).count() == 3
 
     assert _export(empty, pm, "from nobody") == data
+
+
+def test_the_command_line_import_restores_too(audited, pm, tmp_path) -> None:
+    from django.core.management import call_command
+
+    data = _export(audited, pm, "release")
+    path = tmp_path / "release.jsonl"
+    path.write_bytes(data)
+    cli = project_create(actor=pm, name="From the CLI", kind="tool_use")
+    call_command("import_trajectories", cli.slug, str(path))
+    assert Assignment.objects.filter(trajectory__project=cli).count() == 9
+    assert _export(cli, pm, "cli") == data
 
 
 def _broken(row: dict, how: str) -> str:

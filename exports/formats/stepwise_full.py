@@ -245,14 +245,14 @@ class StepwiseFullExporter:
 
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         t = source.trajectory
-        extra = {
-            index: (started, ended, latency, prompt, completion, cost)
-            for index, started, ended, latency, prompt, completion, cost in Step.objects.filter(
-                trajectory=t
-            ).values_list(
-                "index", "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"
-            )
-        }
+        extra = self._extra.get(t.pk)
+        if extra is None:  # not prefetched (rows() called on its own)
+            extra = {
+                index: tuple(rest)
+                for index, *rest in Step.objects.filter(trajectory=t).values_list(
+                    "index", "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"
+                )
+            }
         steps = []
         for s in source.steps:
             started, ended, latency, prompt, completion, cost = extra.get(s.index, (None,) * 6)

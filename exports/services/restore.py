@@ -127,6 +127,12 @@ def _accounts(project: Project, names: set[str]) -> dict[str, int]:
     accounts = dict(Pseudonym.objects.filter(project=project, name__in=names).values_list("name", "user_id"))
     missing = sorted(names - accounts.keys())
     if missing:
+        # Two imports into the project at once must not both make an account for the same name: the
+        # first to lock the project's row makes them, the other then finds them (held until commit).
+        list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True))
+        accounts = dict(Pseudonym.objects.filter(project=project, name__in=names).values_list("name", "user_id"))
+        missing = sorted(names - accounts.keys())
+    if missing:
         users = []
         for name in missing:
             user = User(username=f"restored-{project.pk}-{name}", is_active=False)

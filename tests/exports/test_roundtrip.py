@@ -37,7 +37,7 @@ def _export(project: Project, actor, name: str) -> bytes:
 @pytest.fixture
 def audited(project, pm, qa_lead, settings, tmp_path) -> Project:
     """Three runs, three annotators each (one run with a split vote a QA lead adjudicated, one with a
-    corrected argument), consensus on all, and the schema check's evidence (a finding on one run)."""
+    corrected argument), consensus on all, and the machine checks' evidence (a schema finding on one run)."""
     settings.MEDIA_ROOT = tmp_path
     freeze_registry(project, pm)
     project.gold_rate = project.review_rate = 0.0
@@ -84,7 +84,12 @@ def audited(project, pm, qa_lead, settings, tmp_path) -> Project:
     job = run_import(project, orjson.dumps(canonical) + b"\n", name="bad.jsonl")
     assert job.trajectories_imported == 1, job.errors
     runs.append(Trajectory.objects.get(project=project, rollout_id="run-bad"))
-    assert trajectories_verify(trajectory_ids=[r.pk for r in runs], kinds=["schema"]) == {"schema:created": 3}
+    assert trajectories_verify(trajectory_ids=[r.pk for r in runs]) == {  # every machine check, as on import
+        "schema:created": 3,
+        "grounding:created": 3,
+        "replay:created": 3,
+        "final_state:skipped": 3,
+    }
     users = team(project, pm)
     fix = {"argument_verdicts": {"reservation_id": "invalid"}, "corrected_arguments": {"reservation_id": "ZFA999"}}
     for r, run in enumerate(runs):
@@ -103,7 +108,9 @@ def test_export_import_export_gives_the_same_bytes(audited, pm) -> None:
     rows = [orjson.loads(line) for line in first.splitlines()]
     assert [len(r["labels"]) for r in rows] == [3, 3, 3]
     assert rows[0]["consensus"]["adjudications"][0]["choice"] == "C"
-    assert [f["code"] for f in rows[2]["evidence"][0]["findings"]] == ["bad_pattern"]
+    evidence = {check["kind"]: check for check in rows[2]["evidence"]}
+    assert sorted(evidence) == ["grounding", "replay", "schema"]
+    assert [f["code"] for f in evidence["schema"]["findings"]] == ["bad_pattern"]
 
     fresh = project_create(actor=pm, name="Fresh", kind="tool_use")
     freeze_registry(fresh, pm)
@@ -121,11 +128,16 @@ def test_export_import_export_gives_the_same_bytes(audited, pm) -> None:
     again = _export(fresh, pm, "release again")
     assert again == first
 
-    # The fresh project's own schema check agrees with the restored evidence and adds nothing — for the
-    # runs whose content hash is the same here (the timed run's "Z" times come back as "+00:00", so its
-    # hash, and with it the check's inputs, differ: its source keeps the original hash).
+    # The fresh project's own checks (what its import queues) agree with the restored evidence and add
+    # nothing — for the runs whose content hash is the same here (the timed run's "Z" times come back as
+    # "+00:00", so its hash, and with it the checks' inputs, differ: its source keeps the original hash).
     untimed = list(restored.exclude(rollout_id="run-bad").values_list("id", flat=True))
-    assert trajectories_verify(trajectory_ids=untimed, kinds=["schema"]) == {"schema:unchanged": 2}
+    assert trajectories_verify(trajectory_ids=untimed) == {
+        "schema:unchanged": 2,
+        "grounding:unchanged": 2,
+        "replay:unchanged": 2,
+        "final_state:skipped": 2,
+    }
     assert _export(fresh, pm, "after verify") == first
     timed = restored.get(rollout_id="run-bad")
     assert timed.content_sha256 != rows[2]["source"]["content_sha256"]

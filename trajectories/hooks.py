@@ -61,6 +61,11 @@ def register_runs_stored(hook: RunsStored) -> None:
         _on_stored.append(hook)
 
 
+def unregister_runs_stored(hook: RunsStored) -> None:
+    if hook in _on_stored:
+        _on_stored.remove(hook)
+
+
 def fire_runs_stored(project: Project, runs: list[StoredRun]) -> None:
     """Inside the writing transaction; a RecordError raised here refuses the record (see above)."""
     for hook in list(_on_stored):

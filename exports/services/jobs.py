@@ -72,7 +72,8 @@ def export_job_create(*, actor: User, batch: Batch, format: str, options: dict[s
     return job
 
 
-def _derived_pseudonym(project_id: int, user_id: int) -> str:
+def pseudonym_derived(project_id: int, user_id: int) -> str:
+    """The name an account's labels in the project export under when it keeps none of its own."""
     return "annotator-" + hashlib.sha256(f"stepwise:{project_id}:{user_id}".encode()).hexdigest()[:12]
 
 
@@ -86,7 +87,7 @@ def pseudonyms(project_id: int, user_ids: Iterable[int]) -> dict[int, str]:
     """`pseudonym` of many accounts in one query."""
     wanted = set(user_ids)
     kept = dict(Pseudonym.objects.filter(project_id=project_id, user_id__in=wanted).values_list("user_id", "name"))
-    return {u: kept.get(u) or _derived_pseudonym(project_id, u) for u in wanted}
+    return {u: kept.get(u) or pseudonym_derived(project_id, u) for u in wanted}
 
 
 def export_job_run(*, job_id: int) -> ExportJob:

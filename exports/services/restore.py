@@ -15,7 +15,8 @@ and the API all go through trajectories.services.imports.
 Annotators are named in an export by pseudonym only. Each pseudonym becomes (or is found again, per
 project) an inactive account with an unusable password, whose exports.models.Pseudonym row makes
 `exports.services.jobs.pseudonym` give the same name back; the account's username is made from the
-project and the pseudonym, never from anything the export does not already say.
+project and the pseudonym, never from anything the export does not already say. A pseudonym that is a
+member's own in this project (the project's export imported back into it) is that member's.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from jsonschema.exceptions import best_match
 
 from annotation.models import STEP_LABEL_FIELDS, Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
 from audit.models import Consensus, ConsensusMethod, Escalation, EscalationStatus
-from core.models import Project
+from core.models import Membership, Project
 from core.services import audit_record
 from exports.formats.stepwise_full import SECTIONS_SCHEMA
 from exports.models import Pseudonym, RestoredOrigin
+from exports.services.jobs import pseudonym_derived
 from trajectories.formats.base import RecordError
 from trajectories.hooks import StoredRun
 from trajectories.models import Step, Trajectory, TrajectoryStatus
@@ -122,15 +124,26 @@ def _check(run: _Run) -> None:
     run.source = stored.sections.get("source", {})
 
 
+def _known(project: Project, names: set[str]) -> dict[str, int]:
+    """The names this project's exports give accounts already: a kept pseudonym, or a member's own
+    (a project's export imported back into it names its own annotators)."""
+    accounts = dict(Pseudonym.objects.filter(project=project, name__in=names).values_list("name", "user_id"))
+    for user_id in Membership.objects.filter(project=project).values_list("user_id", flat=True):
+        name = pseudonym_derived(project.pk, user_id)
+        if name in names:
+            accounts.setdefault(name, user_id)
+    return accounts
+
+
 def _accounts(project: Project, names: set[str]) -> dict[str, int]:
     """Pseudonym → the user id of its account in this project, made (inactive, no password) where missing."""
-    accounts = dict(Pseudonym.objects.filter(project=project, name__in=names).values_list("name", "user_id"))
+    accounts = _known(project, names)
     missing = sorted(names - accounts.keys())
     if missing:
         # Two imports into the project at once must not both make an account for the same name: the
         # first to lock the project's row makes them, the other then finds them (held until commit).
         list(Project.objects.select_for_update().filter(pk=project.pk).values_list("pk", flat=True))
-        accounts = dict(Pseudonym.objects.filter(project=project, name__in=names).values_list("name", "user_id"))
+        accounts = _known(project, names)
         missing = sorted(names - accounts.keys())
     if missing:
         users = []

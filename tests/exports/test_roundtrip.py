@@ -176,6 +176,20 @@ def test_a_project_with_no_users_gets_inactive_accounts_named_by_the_pseudonyms(
     assert _export(empty, pm, "from nobody") == data
 
 
+def test_a_projects_own_export_imported_back_gives_its_annotators_their_labels(audited, pm) -> None:
+    data = _export(audited, pm, "release")
+    labelled_by = sorted(Assignment.objects.filter(trajectory__project=audited).values_list("annotator_id", flat=True))
+    accounts = User.objects.count()
+    Trajectory.objects.filter(project=audited).delete()
+
+    job = run_import(audited, data, name="release.jsonl")
+    assert (job.trajectories_imported, job.rejected) == (3, 0), job.errors
+    assert User.objects.count() == accounts and not Pseudonym.objects.exists()
+    again = Assignment.objects.filter(trajectory__project=audited).values_list("annotator_id", flat=True)
+    assert sorted(again) == labelled_by
+    assert _export(audited, pm, "release again") == data
+
+
 def test_the_command_line_import_restores_too(audited, pm, tmp_path) -> None:
     from django.core.management import call_command
 

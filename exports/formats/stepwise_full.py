@@ -104,7 +104,9 @@ SECTIONS_SCHEMA: dict[str, Any] = {
                     "gold": {"type": "boolean"},
                     "submitted_at": {"type": ["string", "null"]},
                     "time_spent_ms": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                    "guideline_version": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 0}]},
+                    "guideline_version": {
+                        "anyOf": [{"type": "null"}, {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}]
+                    },
                     "steps": {
                         "type": "object",
                         "propertyNames": _STEP_KEY,

@@ -56,6 +56,26 @@ def _pointer(path: Iterable[Any]) -> str:
     return "".join(f"/{str(part).replace('~', '~0').replace('/', '~1')}" for part in path)
 
 
+def _nul_at(value: Any, path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Where the first NUL character is (in a string or a key), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, list):
+        items: Iterable[tuple[Any, Any]] = enumerate(value)
+    elif isinstance(value, dict):
+        for key in value:
+            if "\x00" in key:
+                return (*path, key)
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        found = _nul_at(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 @dataclass
 class _Run:
     """One stored run's sections, checked, with its steps: index → (step id, tool name)."""
@@ -78,6 +98,9 @@ def _check(run: _Run) -> None:
     error = best_match(_validator().iter_errors(stored.sections))
     if error is not None:
         raise fail(f"{error.message} (schema rule: {error.validator})", _pointer(error.absolute_path))
+    nul = _nul_at(stored.sections, ())
+    if nul is not None:
+        raise fail("a NUL character, which the database cannot keep", _pointer(nul))
 
     def step(index: Any, pointer: str) -> None:
         if index is not None and int(index) not in run.steps:

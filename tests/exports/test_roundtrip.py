@@ -147,13 +147,19 @@ def _broken(row: dict, how: str) -> str:
     if how == "date":
         row["labels"][0]["submitted_at"] = "yesterday"
         return "/labels/0/submitted_at"
+    if how == "nul":
+        row["labels"][0]["steps"]["0"]["comment"] = "fine\x00"
+        return "/labels/0/steps/0/comment"
+    if how == "huge":
+        row["labels"][0]["guideline_version"] = 2**40
+        return "/labels/0/guideline_version"
     if how == "finding":
         row["evidence"][0]["findings"] = [{"step": 0, "code": "nonsense"}]
         return "/evidence/0/findings/0"
     raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["reward", "no step", "unknown field", "twice", "date", "finding"])
+@pytest.mark.parametrize("how", ["reward", "no step", "unknown field", "twice", "date", "nul", "huge", "finding"])
 def test_a_bad_section_rejects_its_record_with_line_and_pointer_and_nothing_of_it(audited, pm, how) -> None:
     lines = _export(audited, pm, "release").splitlines()
     row = orjson.loads(lines[1])

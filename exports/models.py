@@ -51,3 +51,34 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} export of {self.batch}"
+
+
+class Pseudonym(models.Model):
+    """The name an account goes by in this project's exports when it is not the derived one
+    (exports.services.jobs.pseudonym): an annotator restored from a full export keeps the pseudonym the
+    export gave it, so that exporting again names it alike."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="pseudonym_one_per_user"),
+            models.UniqueConstraint(fields=["project", "name"], name="pseudonym_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RestoredOrigin(models.Model):
+    """Where a run restored from a full export first came from, as that export recorded it (its
+    `source`: payload_sha256, importer, importer_version, pointer). Exported in place of the
+    restoring import's own provenance, which names only the export file."""
+
+    trajectory = models.OneToOneField(Trajectory, on_delete=models.CASCADE, related_name="restored_origin")
+    source = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"origin of {self.trajectory_id}"

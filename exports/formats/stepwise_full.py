@@ -1,14 +1,24 @@
 """Stepwise JSONL, everything: the run in the canonical format (what `trajectories.formats.stepwise` reads),
 its provenance, every submitted label (annotators as pseudonyms), the settled values with how they were
 reached, the adjudications, and the machine evidence. One row per trajectory; schema: stepwise.schema.json
-(the run) with `labels`, `consensus` and `evidence` as documented here.
+(the run) with `source`, `labels`, `consensus` and `evidence` as documented here and checked by
+SECTIONS_SCHEMA below (what the restore refuses, with the JSON pointer, when a file breaks it).
 
+- `source`: {content_sha256, payload_sha256, importer, importer_version, pointer, verified_reward} — where
+  the run was first imported from (a run restored from a full export keeps the provenance that export
+  recorded, exports.models.RestoredOrigin);
 - `labels`: [{annotator, guideline_version, submitted_at, time_spent_ms, gold, steps: {index: {field: value}},
-  verdict: {...}}], in submission order;
-- `consensus`: {steps: {index: {field: {value, method, agreement}}}, verdict: {...}, adjudications: [{step,
-  field, choice, value, kind, reason, lead}]};
-- `evidence`: [{kind, status, verifier_version, findings: [{step, code, failure_mode, argument, pointer,
-  rule, value, message}]}] — the latest run of each check kind.
+  verdict: {goal_completed, overall_success, efficiency, error_handling, first_failing_step, comment} or
+  null}], in submission order; `annotator` is a pseudonym (exports.services.jobs.pseudonym), never an
+  account's name; `steps` holds every field of annotation.models.STEP_LABEL_FIELDS for each labelled step;
+- `consensus`: {steps: {index: {field: {value, method, agreement}}}, verdict: {field: {…}}, adjudications:
+  [{step, field, source, reason, choice, value, kind, explanation}]} — the Consensus rows (field keys as
+  audit.models.Consensus names them) and the resolved Escalations;
+- `evidence`: [{kind, status, verifier_version, inputs_sha256, result, findings: [{step, code, failure_mode,
+  argument, pointer, rule, value, message, evidence}]}] — the latest run of each check kind.
+
+Importing such a file restores all of it (exports.services.restore): export → import into a fresh project
+→ export gives the same bytes.
 """
 
 from __future__ import annotations
@@ -16,12 +26,163 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from annotation.models import STEP_LABEL_FIELDS, Assignment, AssignmentStatus, StepLabel, TrajectoryLabel
-from audit.models import Consensus, Escalation, EscalationStatus
+from annotation.models import (
+    STEP_LABEL_FIELDS,
+    ArgumentVerdict,
+    Assignment,
+    AssignmentStatus,
+    EnvFeedback,
+    StepLabel,
+    ToolVerdict,
+    TrajectoryLabel,
+)
+from audit.models import Consensus, ConsensusMethod, DecisionKind, Escalation, EscalationSource, EscalationStatus
 from exports.formats.base import Source, StepRow
+from exports.models import RestoredOrigin
 from trajectories.formats.canonical import FORMAT_NAME, FORMAT_VERSION
 from trajectories.models import Step
-from verification.models import CheckRun, Finding
+from verification.models import CheckKind, CheckRun, CheckStatus, Finding, FindingCode
+
+_INDEX = {"type": "integer", "minimum": 0}
+_STEP_KEY = {"pattern": "^(0|[1-9][0-9]*)$"}
+_TEXT = {"type": "string"}
+
+
+def _text(limit: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": limit}
+
+
+def _closed(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [k for k in properties if k not in optional],
+        "properties": properties,
+    }
+
+
+# One entry per StepLabel value field (annotation.models.STEP_LABEL_FIELDS, in that order).
+STEP_VALUE_SCHEMAS: dict[str, Any] = {
+    "argument_verdicts": {"type": "object", "additionalProperties": {"enum": list(ArgumentVerdict.values)}},
+    "corrected_arguments": {"type": "object"},
+    "tool_verdict": {"enum": ["", *ToolVerdict.values]},
+    "correct_tool": _text(200),
+    "failure_modes": {"type": "array", "items": _TEXT},
+    "rubric": {"type": "object"},
+    "process_reward": {"enum": [None, -1, 0, 1]},
+    "env_feedback": {"enum": ["", *EnvFeedback.values]},
+    "next_action": _TEXT,
+    "comment": _TEXT,
+}
+_SCORE = {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": 5}]}
+_SETTLED = {
+    "type": "object",
+    "propertyNames": {"minLength": 1, "maxLength": 120},
+    "additionalProperties": _closed(
+        {"value": {}, "method": {"enum": list(ConsensusMethod.values)}, "agreement": _text(16)}
+    ),
+}
+SECTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "source": {
+            "type": "object",
+            "properties": {
+                "content_sha256": _TEXT,
+                "payload_sha256": _text(64),
+                "importer": _text(40),
+                "importer_version": _text(20),
+                "pointer": _text(100),
+                "verified_reward": {"type": ["number", "null"]},
+            },
+        },
+        "labels": {
+            "type": "array",
+            "items": _closed(
+                {
+                    "annotator": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                    "gold": {"type": "boolean"},
+                    "submitted_at": {"type": ["string", "null"]},
+                    "time_spent_ms": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    "guideline_version": {
+                        "anyOf": [{"type": "null"}, {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}]
+                    },
+                    "steps": {
+                        "type": "object",
+                        "propertyNames": _STEP_KEY,
+                        "additionalProperties": _closed(STEP_VALUE_SCHEMAS),
+                    },
+                    "verdict": {
+                        "anyOf": [
+                            {"type": "null"},
+                            _closed(
+                                {
+                                    "goal_completed": {"type": ["boolean", "null"]},
+                                    "overall_success": {"type": ["boolean", "null"]},
+                                    "efficiency": _SCORE,
+                                    "error_handling": _SCORE,
+                                    "first_failing_step": {"anyOf": [{"type": "null"}, _INDEX]},
+                                    "comment": _TEXT,
+                                }
+                            ),
+                        ]
+                    },
+                }
+            ),
+        },
+        "consensus": _closed(
+            {
+                "steps": {"type": "object", "propertyNames": _STEP_KEY, "additionalProperties": _SETTLED},
+                "verdict": _SETTLED,
+                "adjudications": {
+                    "type": "array",
+                    "items": _closed(
+                        {
+                            "step": {"anyOf": [{"type": "null"}, _INDEX]},
+                            "field": {"type": "string", "minLength": 1, "maxLength": 120},
+                            "source": {"enum": list(EscalationSource.values)},
+                            "reason": _text(200),
+                            "choice": _text(8),
+                            "value": {},
+                            "kind": {"enum": list(DecisionKind.values)},
+                            "explanation": _TEXT,
+                        }
+                    ),
+                },
+            }
+        ),
+        "evidence": {
+            "type": "array",
+            "items": _closed(
+                {
+                    "kind": {"enum": list(CheckKind.values)},
+                    "status": {"enum": list(CheckStatus.values)},
+                    "verifier_version": _text(40),
+                    "inputs_sha256": _text(64),
+                    "result": {"type": "object"},
+                    "findings": {
+                        "type": "array",
+                        "items": _closed(
+                            {
+                                "step": {"anyOf": [{"type": "null"}, _INDEX]},
+                                "code": {"enum": list(FindingCode.values)},
+                                "failure_mode": _text(60),
+                                "argument": _text(200),
+                                "pointer": _text(500),
+                                "rule": _text(500),
+                                "value": {},
+                                "message": _TEXT,
+                                "evidence": {"type": "object"},
+                            },
+                            optional=("evidence",),
+                        ),
+                    },
+                },
+                optional=("inputs_sha256", "result"),  # files written before they were exported
+            ),
+        },
+    },
+}
 
 
 def _step_dict(step: StepRow, timing: dict[str, Any] | None, usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -49,10 +210,11 @@ class StepwiseFullExporter:
     extension: ClassVar[str] = "jsonl"
 
     def __init__(self, *, project: Any, options: dict[str, Any]) -> None:
-        from exports.services.jobs import pseudonym
+        from exports.services.jobs import pseudonyms
 
         self.project = project
-        self.pseudonym = pseudonym
+        self.pseudonyms = pseudonyms
+        self._origin_by: dict[int, dict[str, Any]] = {}
         self._extra: dict[int, dict[int, tuple[Any, ...]]] = {}
         self._step_index: dict[int, int] = {}
         self._labels_by: dict[int, list[dict[str, Any]]] = {}
@@ -79,17 +241,20 @@ class StepwiseFullExporter:
         self._labels_by = self._labels(ids)
         self._consensus_by = self._consensus(ids)
         self._evidence_by = self._evidence(ids)
+        self._origin_by = dict(
+            RestoredOrigin.objects.filter(trajectory_id__in=ids).values_list("trajectory_id", "source")
+        )
 
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         t = source.trajectory
-        extra = {
-            index: (started, ended, latency, prompt, completion, cost)
-            for index, started, ended, latency, prompt, completion, cost in Step.objects.filter(
-                trajectory=t
-            ).values_list(
-                "index", "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"
-            )
-        }
+        extra = self._extra.get(t.pk)
+        if extra is None:  # not prefetched (rows() called on its own)
+            extra = {
+                index: tuple(rest)
+                for index, *rest in Step.objects.filter(trajectory=t).values_list(
+                    "index", "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"
+                )
+            }
         steps = []
         for s in source.steps:
             started, ended, latency, prompt, completion, cost = extra.get(s.index, (None,) * 6)
@@ -128,6 +293,7 @@ class StepwiseFullExporter:
                 "importer": t.source_format,
                 "importer_version": t.importer_version,
                 "pointer": t.source_pointer,
+                **self._origin_by.get(t.pk, {}),
                 "verified_reward": t.verified_reward,
             },
             "labels": self._labels_by.get(t.pk, []),
@@ -148,12 +314,13 @@ class StepwiseFullExporter:
                 f: getattr(label, f) for f in STEP_LABEL_FIELDS
             }
         verdicts = {v.assignment_id: v for v in TrajectoryLabel.objects.filter(assignment__in=assignments)}
+        names = self.pseudonyms(self.project.pk, {a.annotator_id for a in assignments})
         out: dict[int, list[dict[str, Any]]] = {}
         for a in assignments:
             verdict = verdicts.get(a.pk)
             out.setdefault(a.trajectory_id, []).append(
                 {
-                    "annotator": self.pseudonym(self.project.pk, a.annotator_id),
+                    "annotator": names[a.annotator_id],
                     "gold": a.is_gold,
                     "submitted_at": a.submitted_at.isoformat() if a.submitted_at else None,
                     "time_spent_ms": a.time_spent_ms,
@@ -225,6 +392,7 @@ class StepwiseFullExporter:
                     "rule": f.rule,
                     "value": f.value,
                     "message": f.message,
+                    "evidence": f.evidence,
                 }
             )
         out: dict[int, list[dict[str, Any]]] = {}
@@ -234,6 +402,8 @@ class StepwiseFullExporter:
                     "kind": kind,
                     "status": run.status,
                     "verifier_version": run.verifier_version,
+                    "inputs_sha256": run.inputs_sha256,
+                    "result": run.result,
                     "findings": findings.get(run.pk, []),
                 }
             )

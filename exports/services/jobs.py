@@ -27,7 +27,7 @@ from annotation.models import Assignment, AssignmentStatus
 from core.services import audit_record
 from exports.formats import FORMATS
 from exports.formats.base import Source, sources
-from exports.models import Batch, ExportJob, ExportStatus
+from exports.models import Batch, ExportJob, ExportStatus, Pseudonym
 from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
 from verification.models import CheckRun
@@ -72,9 +72,22 @@ def export_job_create(*, actor: User, batch: Batch, format: str, options: dict[s
     return job
 
 
-def pseudonym(project_id: int, user_id: int) -> str:
-    """A stable name for an annotator in an export: never the account's name."""
+def pseudonym_derived(project_id: int, user_id: int) -> str:
+    """The name an account's labels in the project export under when it keeps none of its own."""
     return "annotator-" + hashlib.sha256(f"stepwise:{project_id}:{user_id}".encode()).hexdigest()[:12]
+
+
+def pseudonym(project_id: int, user_id: int) -> str:
+    """A stable name for an annotator in an export: never the account's name. An account restored
+    from a full export keeps the pseudonym it had there (a Pseudonym row); any other's is derived."""
+    return pseudonyms(project_id, [user_id])[user_id]
+
+
+def pseudonyms(project_id: int, user_ids: Iterable[int]) -> dict[int, str]:
+    """`pseudonym` of many accounts in one query."""
+    wanted = set(user_ids)
+    kept = dict(Pseudonym.objects.filter(project_id=project_id, user_id__in=wanted).values_list("user_id", "name"))
+    return {u: kept.get(u) or pseudonym_derived(project_id, u) for u in wanted}
 
 
 def export_job_run(*, job_id: int) -> ExportJob:
@@ -163,12 +176,14 @@ def _write(job: ExportJob) -> None:
         companions.append((companion, what))
     registry = registry_active(project)
     annotators = sorted(
-        {
-            pseudonym(project.pk, user_id)
-            for user_id in Assignment.objects.filter(
-                trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED
-            ).values_list("annotator_id", flat=True)
-        }
+        set(
+            pseudonyms(
+                project.pk,
+                Assignment.objects.filter(trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED).values_list(
+                    "annotator_id", flat=True
+                ),
+            ).values()
+        )
     )
     verifiers = sorted(
         {

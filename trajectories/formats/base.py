@@ -80,6 +80,9 @@ class ParsedRun:
     task_hint: dict[str, Any] | None = None  # a task guessed from outside the run (its file name): links, never hashed
     alternatives: list[dict[str, Any]] = field(default_factory=list)  # abandoned branches, as the source gave them
     scrubbed: dict[str, int] = field(default_factory=dict)  # secrets removed: {JSON pointer: count}
+    # What the record carries beside the run (a full Stepwise export's source, labels, consensus,
+    # evidence), as written: never hashed, never stored here; handed to the runs-stored hook.
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
 class Importer(Protocol):

@@ -16,6 +16,9 @@ from trajectories.formats.chat import parse_arguments
 from trajectories.formats.reading import iter_jsonl, loads_located, sniff_container
 
 SCHEMA_PATH = Path(__file__).with_name("stepwise.schema.json")
+# Keys a full export adds beside the run: passed on as they are (see ParsedRun.sections), for the app
+# that wrote them to restore (exports registers with trajectories.hooks.register_runs_stored).
+SECTIONS = ("source", "labels", "consensus", "evidence")
 
 
 @cache
@@ -99,4 +102,5 @@ class StepwiseImporter:
             final_answer=value.get("final_answer", ""),
             outcome=value.get("outcome") or {},
             metadata=value.get("metadata") or {},
+            sections={key: value[key] for key in SECTIONS if key in value},
         )

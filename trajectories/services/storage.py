@@ -25,6 +25,7 @@ from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import canonical_json, content_sha256, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
 from trajectories.formats.times import parse_iso
+from trajectories.hooks import StoredRun, fire_runs_stored
 from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
 
 # COPY data is handed to libpq without waiting for the server until this much is pending: the
@@ -82,6 +83,10 @@ class PreparedRun:
         return len(self.run.steps)
 
     @property
+    def sections(self) -> dict[str, Any]:
+        return self.run.sections
+
+    @property
     def size(self) -> int:
         """Roughly the memory it holds: the record's bytes (its parsed form is of the same order)."""
         return len(self.record.raw)
@@ -111,6 +116,7 @@ class RenderedRun:
     unknown: int
     trajectory_tail: bytes
     step_rows: bytes
+    sections: dict[str, Any] = field(default_factory=dict)  # ParsedRun.sections
 
     @property
     def size(self) -> int:
@@ -323,16 +329,18 @@ class BatchWriter:
             unknown=unknown,
             trajectory_tail=tail,
             step_rows=rows,
+            sections=prepared.run.sections,
         )
 
     def write(self, batch: list[Prepared]) -> BatchResult:
         """Write the batch in one transaction. Should the database refuse it, write the records one
-        by one, so that only the refused ones are lost, each reported where it was in the file."""
+        by one, so that only the refused ones are lost, each reported where it was in the file.
+        A record the runs-stored hook refuses (RecordError) is lost the same way, with the hook's reason."""
         try:
             return self._write(batch)
         except LOST_CONNECTION:
             raise
-        except DB_ERRORS:
+        except (*DB_ERRORS, RecordError):
             pass  # find the record(s) it refused
         total = BatchResult([], 0, 0, 0)
         for prepared in batch:
@@ -340,6 +348,11 @@ class BatchWriter:
                 one = self._write([prepared])
             except LOST_CONNECTION:
                 raise
+            except RecordError as exc:
+                exc.where = exc.where or prepared.where
+                exc.line = exc.line or prepared.line
+                total.rejected.append(exc)
+                continue
             except DB_ERRORS as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 total.rejected.append(
@@ -369,6 +382,9 @@ class BatchWriter:
                 ids, steps, unknown = self._bulk_create(
                     [p for p in fresh if isinstance(p, PreparedRun)], goal_ids, task_ids
                 )
+            stored = [StoredRun(i, p.sections, p.where, p.line) for p, i in zip(fresh, ids, strict=True) if p.sections]
+            if stored:
+                fire_runs_stored(self.project, stored)
         return BatchResult(ids, steps, duplicates, unknown)
 
     def _drop_duplicates(self, batch: list[Prepared]) -> tuple[list[Prepared], int]:

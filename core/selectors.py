@@ -1,9 +1,12 @@
 """Reads that depend on who asks. An outsider gets Http404, never a hint that a thing exists."""
 
+from datetime import datetime
+
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
+from rest_framework.authtoken.models import Token
 
 from core.models import Membership, Project, Role
 
@@ -55,3 +58,8 @@ def check_role(*, role: str, allowed: frozenset[str]) -> None:
     """PermissionDenied unless `role` is one of `allowed` (the user is a member: 403, not 404)."""
     if role not in allowed:
         raise PermissionDenied("Your role in this project does not allow this.")
+
+
+def api_token_created(*, user: User) -> datetime | None:
+    """When the user's API token was made (None without one). The key itself is shown only once, when made."""
+    return Token.objects.filter(user=user).values_list("created", flat=True).first()

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils.text import slugify
+from rest_framework.authtoken.models import Token
 
 from core.defaults import project_defaults
 from core.models import AuditEvent, Membership, Project, ProjectKind, Role
@@ -105,3 +106,21 @@ def membership_remove(*, actor: UserLike, membership: Membership) -> None:
     before = {"user": membership.user.get_username(), "role": membership.role}
     audit_record(actor=actor, verb="membership.remove", target=membership, project=project, before=before)
     membership.delete()
+
+
+@transaction.atomic
+def api_token_rotate(*, user: User) -> Token:
+    """A new API token for the user; the one they had stops working at once."""
+    Token.objects.filter(user=user).delete()
+    token = Token.objects.create(user=user)
+    audit_record(actor=user, verb="api_token.rotate", target=user)
+    return token
+
+
+@transaction.atomic
+def api_token_revoke(*, user: User) -> bool:
+    """The user's API token deleted (False when they had none)."""
+    deleted, _ = Token.objects.filter(user=user).delete()
+    if deleted:
+        audit_record(actor=user, verb="api_token.revoke", target=user)
+    return bool(deleted)

@@ -6,6 +6,7 @@ app_name = "core"
 urlpatterns = [
     path("", views.project_list, name="project_list"),
     path("healthz", views.healthz, name="healthz"),
+    path("account/api-token/", views.api_token, name="api_token"),
     path("p/<slug:project_slug>/members/", views.member_list, name="member_list"),
     path("p/<slug:project_slug>/members/<int:membership_id>/remove", views.member_remove, name="member_remove"),
 ]

@@ -55,3 +55,44 @@ def test_a_nul_character_anywhere_is_a_400_that_says_where(project, pm) -> None:
         f"/api/projects/{project.slug}/batches/", '{"name": "x\\u0000"}', content_type="application/json"
     )
     assert body.status_code == 400 and "JSON body" in body.content.decode()
+
+
+def test_an_api_token_is_made_shown_once_used_replaced_and_revoked(project, annotator, pm) -> None:
+    from django.test import Client
+
+    from core.models import AuditEvent
+
+    page = login(annotator)
+    url = reverse("core:api_token")
+    assert "You have no token" in page.get(url).content.decode()
+    made = page.post(url, {"action": "rotate"})
+    assert made.status_code == 200 and "no-store" in made["Cache-Control"]
+    key = made.context["key"]
+    assert len(key) == 40 and key in made.content.decode()
+    again = page.get(url).content.decode()
+    assert key not in again and "You have a token" in again  # shown once, never again
+
+    def api(token: str) -> int:
+        return Client().get(f"/api/projects/{project.slug}/", HTTP_AUTHORIZATION=f"Token {token}").status_code
+
+    assert api(key) == 200  # the script sees what the person sees: their project
+    other = make_user("elsewhere")
+    assert Client().get(f"/api/projects/{project.slug}/", HTTP_AUTHORIZATION=f"Token {key}x").status_code == 401
+    replaced = page.post(url, {"action": "rotate"}).context["key"]
+    assert replaced != key and api(key) == 401 and api(replaced) == 200
+    assert page.post(url, {"action": "revoke"}).status_code == 302
+    assert api(replaced) == 401 and "You have no token" in page.get(url).content.decode()
+    assert list(AuditEvent.objects.filter(actor=annotator).values_list("verb", flat=True).order_by("id")) == [
+        "api_token.rotate",
+        "api_token.rotate",
+        "api_token.revoke",
+    ]
+    assert login(other).get(f"/api/projects/{project.slug}/").status_code == 404
+
+
+def test_the_api_token_page_needs_a_sign_in_and_a_known_action(client, annotator) -> None:
+    url = reverse("core:api_token")
+    assert client.get(url).status_code == 302
+    page = login(annotator)
+    response = page.post(url, {"action": "steal"}, follow=True)
+    assert "Choose" in response.content.decode() and "You have no token" in response.content.decode()

@@ -32,6 +32,19 @@ class ShareGptExporter:
         self.chat = OpenAISftExporter(project=project, options=options)
         self.tools = json.dumps([t["function"] for t in self.chat.tools], ensure_ascii=False, sort_keys=True)
 
+    def companions(self, data_file: str) -> list[tuple[str, bytes, str]]:
+        """LLaMA-Factory's dataset_info.json beside the data (its sharegpt defaults for roles and tags)."""
+        entry = data_file.rsplit(".", 1)[0]
+        info = {
+            entry: {
+                "file_name": data_file,
+                "formatting": "sharegpt",
+                "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
+            }
+        }
+        what = f"registers the rows with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {entry})"
+        return [("dataset_info.json", json.dumps(info, indent=2, sort_keys=True).encode() + b"\n", what)]
+
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         for chat in self.chat.rows(source):
             system = "\n\n".join(m["content"] for m in chat["messages"] if m["role"] == "system")

@@ -70,3 +70,24 @@ def test_process_reward_rows_map_the_native_values_to_booleans(batch, pm) -> Non
         assert row["completions"][0].startswith("Looking it up.\nCALL get_reservation")
     assert rows[0]["labels"] == [True, False]  # +1, then −1 on the reply
     assert rows[1]["labels"] == [True, True]
+
+
+def test_the_sharegpt_rows_come_with_their_dataset_info(batch, pm) -> None:
+    job = export_job_run(job_id=export_job_create(actor=pm, batch=batch, format="sharegpt").pk)
+    data, *rest = [f["name"] for f in job.files]
+    assert rest == ["dataset_info.json", "README.md", "manifest.json"]
+    info = json.loads((export_dir(job) / "dataset_info.json").read_text())
+    entry = data.rsplit(".", 1)[0]
+    assert info == {
+        entry: {
+            "file_name": data,
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
+        }
+    }
+    row = json.loads((export_dir(job) / data).read_text().splitlines()[0])
+    assert set(info[entry]["columns"].values()) <= set(row)  # the columns it names are the rows' keys
+    assert (
+        "`dataset_info.json` beside it: registers the rows with LLaMA-Factory"
+        in (export_dir(job) / "README.md").read_text()
+    )

@@ -33,14 +33,14 @@ class ProjectSettingsForm(forms.Form):
 
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    guidelines = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12}))
+    guidelines = forms.CharField(required=False, strip=False, widget=forms.Textarea(attrs={"rows": 12, "cols": 64}))
     overlap = forms.IntegerField(help_text="Annotators per trajectory, 1 to 9.")
     agreement_target = forms.FloatField(help_text="Cohen's κ the project aims at, −1 to 1.")
     calibration_threshold = forms.FloatField(help_text="Below this κ an annotator is sent to calibration, −1 to 1.")
     gold_rate = forms.FloatField(help_text="Share of claims that are gold items, 0 to 1.")
     review_rate = forms.FloatField(help_text="Share of settled trajectories sampled for review, 0 to 1.")
-    rubric_axes = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "class": "mono"}))
-    failure_taxonomy = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "class": "mono"}))
+    rubric_axes = forms.CharField(widget=forms.Textarea(attrs={"rows": 16, "cols": 64, "class": "mono"}))
+    failure_taxonomy = forms.CharField(widget=forms.Textarea(attrs={"rows": 16, "cols": 64, "class": "mono"}))
 
     @staticmethod
     def initial_for(project: Project) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils.text import slugify
 from rest_framework.authtoken.models import Token
 
@@ -52,7 +52,9 @@ def project_create(
         raise ValidationError({"kind": f"must be one of {', '.join(ProjectKind.values)}"})
     if not name.strip():
         raise ValidationError({"name": "must not be empty"})
-    slug = slug or slugify(name)[:80]
+    slug = slug or slugify(name)[:80].strip("-")
+    if not slug:
+        raise ValidationError({"slug": "the name gives no slug (letters or digits): give one"})
     if Project.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": f"a project with slug {slug!r} already exists"})
     project = Project(
@@ -66,7 +68,11 @@ def project_create(
         **project_defaults(kind),
     )
     project.full_clean()
-    project.save()
+    try:
+        with transaction.atomic():  # another request may have taken the slug since the check above
+            project.save()
+    except IntegrityError as exc:
+        raise ValidationError({"slug": f"a project with slug {slug!r} already exists"}) from exc
     audit_record(
         actor=actor,
         verb="project.create",

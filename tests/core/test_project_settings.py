@@ -9,10 +9,15 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from annotation.services import NoWork, assignment_claim_next, gold_item_create
+from annotation.models import StepLabel
+from annotation.services import NoWork, assignment_claim_next, gold_item_create, step_label_save
+from audit.models import Consensus
+from audit.services.agreement import load_labels
+from audit.services.consensus import trajectory_consensus_compute
 from core.models import AuditEvent, Membership, Project, Role
 from core.services import project_update
 from tests.annotation.helpers import freeze_registry, import_runs
+from tests.audit.helpers import claim, label_and_submit, team
 from tests.conftest import login, make_user
 from tests.trajectories.test_api import api
 
@@ -89,6 +94,7 @@ def test_others_see_no_button_and_are_refused(project, pm_client, annotator) -> 
         ({"name": "X", "kind": "coding", "slug": "not a slug!"}, "slug", "Enter a valid “slug”"),
         ({"name": "X", "kind": "chess"}, "kind", "Select a valid choice"),
         ({"name": "", "kind": "coding"}, "name", "This field is required"),
+        ({"name": "!!!", "kind": "coding"}, "slug", "the name gives no slug (letters or digits): give one"),
     ],
 )
 def test_bad_new_project_is_a_422_on_its_field(project, data, field, message) -> None:
@@ -256,3 +262,48 @@ def test_the_queue_uses_the_overlap_and_gold_rate_as_saved(project, pm, pm_clien
     assert pm_client.post(settings_url(project), form_data(project, gold_rate="1")).status_code == 302
     project.refresh_from_db()
     assert assignment_claim_next(annotator=annotator2, project=project).trajectory_id == gold_run.pk
+
+
+# --- removing a key that labels use ----------------------------------------------------------------------
+
+
+def test_an_axis_and_a_tag_that_labels_use_may_be_removed_and_those_labels_still_read(
+    project, pm, pm_client, annotator
+) -> None:
+    """Every reader iterates the project's current keys: consensus, agreement, the reports page and the
+    annotator's workspace still read labels holding a removed axis or tag (project_update allows it)."""
+
+    freeze_registry(project, pm)
+    project_update(actor=pm, project=project, changes={"gold_rate": 0.0, "review_rate": 0.0})
+    run, second = import_runs(project, 2)
+    for user in team(project, pm):
+        label_and_submit(claim(project, user, run), user, steps={1: {"failure_modes": ["wrong_tool"]}})
+    draft = assignment_claim_next(annotator=annotator, project=project)  # a draft using both
+    assert draft.trajectory_id == second.pk
+    step = draft.trajectory.steps.get(index=1)
+    step_label_save(
+        annotator=annotator,
+        assignment=draft,
+        step=step,
+        values={"failure_modes": ["wrong_tool"], "rubric": {"cost": 2}},
+        base_version=0,
+    )
+    axes = [a for a in project.rubric_axes if a["key"] != "cost"]
+    taxonomy = [t for t in project.failure_taxonomy if t["key"] != "wrong_tool"]
+    response = pm_client.post(settings_url(project), form_data(project, rubric_axes=axes, failure_taxonomy=taxonomy))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert "cost" not in str(project.rubric_axes) and "wrong_tool" not in str(project.failure_taxonomy)
+    assert StepLabel.objects.filter(rubric__has_key="cost").count() == 3 * run.steps.count() + 1  # still stored
+
+    report = trajectory_consensus_compute(trajectory_id=run.pk)
+    fields = set(Consensus.objects.filter(trajectory=run).values_list("field", flat=True))
+    assert report.settled > 0 and "rubric:politeness" in fields and "rubric:cost" not in fields
+    assert load_labels(project) is not None
+    assert pm_client.get(reverse("reports", kwargs={"project_slug": project.slug})).status_code == 200
+    workspace = reverse("annotation:step", kwargs={"project_slug": project.slug, "assignment_id": draft.pk, "index": 1})
+    page = login(annotator).get(workspace)
+    assert page.status_code == 200 and "wrong_tool" not in page.content.decode()
+    step_label_save(  # the draft saves again with what the form now offers
+        annotator=annotator, assignment=draft, step=step, values={"failure_modes": ["schema_drift"]}, base_version=1
+    )

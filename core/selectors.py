@@ -25,6 +25,16 @@ def project_list_for_user(*, user: UserLike) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct()
 
 
+def project_create_allowed(*, user: UserLike) -> bool:
+    """Staff, or whoever holds Django's `core.add_project` permission (the demo's project manager)."""
+    return isinstance(user, User) and user.is_active and (user.is_staff or user.has_perm("core.add_project"))
+
+
+def check_project_create(*, user: UserLike) -> None:
+    if not project_create_allowed(user=user):
+        raise PermissionDenied("You may not create projects; ask an administrator.")
+
+
 def project_role_for_user(*, user: UserLike, project: Project) -> str | None:
     """The user's role in the project; staff who are not members act as project managers."""
     if not isinstance(user, User):

@@ -1,29 +1,88 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
 from django.db import connection
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from core.forms import MemberForm
+from core.forms import MemberForm, ProjectCreateForm, ProjectSettingsForm
 from core.http import AuthenticatedHttpRequest, render_page
 from core.models import Membership
 from core.selectors import (
     MANAGE_ROLES,
     api_token_created,
+    check_project_create,
     check_role,
+    project_create_allowed,
     project_get_for_user,
     project_list_for_user,
     project_members,
 )
-from core.services import api_token_revoke, api_token_rotate, membership_remove, membership_set
+from core.services import (
+    api_token_revoke,
+    api_token_rotate,
+    membership_remove,
+    membership_set,
+    project_create_managed,
+    project_update,
+)
 
 
 @require_GET
 def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = project_list_for_user(user=request.user).order_by("name")
-    return render_page(request, "core/project_list.html", {"projects": projects})
+    context = {"projects": projects, "can_create": project_create_allowed(user=request.user)}
+    return render_page(request, "core/project_list.html", context)
+
+
+def _add_errors(form: Form, exc: ValidationError) -> None:
+    """A service's errors on the form's fields (those it has no field for above the form)."""
+    for field, problems in (exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}).items():
+        for problem in problems:
+            form.add_error(field if field in form.fields else None, problem)
+
+
+@require_http_methods(["GET", "POST"])
+def project_new(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Staff, or holders of `core.add_project`, start a project and become its project manager."""
+    check_project_create(user=request.user)
+    form = ProjectCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = project_create_managed(actor=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(request, f"Project “{project.name}” created; you are its project manager.")
+            return redirect("core:project_settings", project_slug=project.slug)
+    return render_page(request, "core/project_new.html", {"form": form}, status=422 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+def project_settings(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    """Project managers change the settings the workspace, audit and exports read."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    check_role(role=role, allowed=MANAGE_ROLES)
+    form = ProjectSettingsForm(request.POST or None, initial=ProjectSettingsForm.initial_for(project))
+    if request.method == "POST" and form.is_valid():
+        version = project.guideline_version
+        try:
+            project_update(actor=request.user, project=project, changes=form.changes(project))
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            bumped = (
+                f" Guidelines are now version {project.guideline_version}."
+                if project.guideline_version > version
+                else ""
+            )
+            messages.success(request, f"Settings saved.{bumped}")
+            return redirect("core:project_settings", project_slug=project.slug)
+    context = {"project": project, "role": role, "form": form}
+    return render_page(request, "core/project_settings.html", context, status=422 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 import orjson
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import transaction
 
 from core.models import Project, ProjectKind, Role
@@ -72,6 +72,8 @@ def _ensure_user(spec: DemoUser) -> tuple[User, bool]:
         changed += ["is_staff", "is_superuser"]
     if changed:
         user.save(update_fields=changed)
+    if spec.role == Role.PROJECT_MANAGER:  # the demo's project manager may start projects ("New project")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label="core", codename="add_project"))
     return user, created
 
 

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core.forms import MemberForm, ProjectCreateForm, ProjectSettingsForm
 from core.http import AuthenticatedHttpRequest, render_page
+from core.markdown import render_markdown
 from core.models import Membership
 from core.selectors import (
     MANAGE_ROLES,
@@ -135,6 +136,14 @@ def api_token(request: AuthenticatedHttpRequest) -> HttpResponse:
             return redirect("core:api_token")
     context = {"key": key, "created": api_token_created(user=request.user)}
     return render_page(request, "core/api_token.html", context)
+
+
+@require_GET
+def project_guidelines(request: AuthenticatedHttpRequest, project_slug: str) -> HttpResponse:
+    """The project's annotation guidelines (sanitised Markdown), for every member."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    context = {"project": project, "role": role, "guidelines": render_markdown(project.guidelines)}
+    return render_page(request, "core/guidelines.html", context)
 
 
 @login_not_required

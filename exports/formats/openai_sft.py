@@ -8,16 +8,23 @@ tool's result; a reply step is an assistant message. Options:
 - `drop_wrong`: steps whose consensus says wrong tool, or process reward −1, are left out with
   their results.
 A row ends on an assistant message: trailing tool results after the last assistant turn are cut.
+
+A call's `arguments` is the compact JSON text of its arguments, keys in the order the database gives them.
+On PostgreSQL, without `drop_wrong`, the lines are built by the database (exports.formats.openai_sft_sql):
+the same bytes as `rows` written by the export (canonical JSON: sorted keys, no blanks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
+from django.db import connection
 
 from exports.formats.base import Source, StepRow
+from exports.formats.openai_sft_sql import sft_lines
 from trajectories.selectors.registries import active_registry_tools_query
 
 
@@ -41,6 +48,13 @@ class OpenAISftExporter:
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in active_registry_tools_query(project).order_by("name")
         ]
+
+    def sql_lines(self) -> Callable[..., Any] | None:
+        """How PostgreSQL builds a chunk's lines (a cursor, ids → lines), or None where `rows` must."""
+        if self.drop_wrong or connection.vendor != "postgresql":
+            return None
+        tools = orjson.dumps(self.tools, option=orjson.OPT_SORT_KEYS).decode()
+        return partial(sft_lines, tools=tools, corrections=self.apply_corrections)
 
     def _wrong(self, step: StepRow, consensus: dict[tuple[int | None, str], Any]) -> bool:
         return (

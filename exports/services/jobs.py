@@ -8,8 +8,11 @@ hashes every record and every file; `verify_manifest` finds any changed byte.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentStatus
 from core.services import audit_record
 from exports.formats import FORMATS
-from exports.formats.base import Source, sources
+from exports.formats.base import CHUNK, Source, sources
+from exports.formats.openai_sft_sql import Line, read_in_parallel
 from exports.models import Batch, ExportJob, ExportStatus
 from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
@@ -35,6 +39,10 @@ EXPORT_TASK = "exports.tasks.export_job_run_task"
 OPTIONS = ("apply_corrections", "drop_wrong", "parquet")
 LICENCE_MAX = 64
 PROGRESS_EVERY = 200
+RECORDS_PART = ".records.part"
+MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+BLOCK = 1 << 20
+_INDENT = b"    "  # a record's depth in manifest.json
 
 
 def export_dir(job: ExportJob) -> Path:
@@ -93,54 +101,99 @@ def export_job_run(*, job_id: int) -> ExportJob:
     return job
 
 
+Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version
+
+
+def _origin(t: Trajectory) -> Origin:
+    return (t.rollout_id or str(t.pk), t.content_sha256, t.payload_sha256, t.source_format, t.importer_version)
+
+
+def _id_chunks(batch: Batch, order: tuple[str, ...]) -> Iterator[list[int]]:
+    """The batch's trajectory ids in export order, CHUNK at a time (a server-side cursor on PostgreSQL)."""
+    ids = batch.trajectories.order_by(*order).values_list("id", flat=True).iterator(chunk_size=CHUNK)
+    yield from (list(chunk) for chunk in itertools.batched(ids, CHUNK))
+
+
+def _row_lines(
+    exporter: Any, chunks: Iterable[list[int]], progress: Callable[[int], None]
+) -> Iterator[tuple[list[Origin], bytes]]:
+    """Each row the exporter makes, written as canonical JSON, with the trajectories it came from."""
+    grouped = getattr(exporter, "grouped", False)
+
+    def dump(rows: Iterable[dict[str, Any]], origin: list[Origin]) -> Iterator[tuple[list[Origin], bytes]]:
+        for row in rows:
+            yield origin, orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+    group: list[Source] = []
+    for done, source in enumerate(sources(chunks, getattr(exporter, "prefetch", None)), start=1):
+        if grouped:
+            if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
+                yield from dump(exporter.group_rows(group), [_origin(g.trajectory) for g in group])
+                group = []
+            group.append(source)
+        else:
+            yield from dump(exporter.rows(source), [_origin(source.trajectory)])
+        if done % PROGRESS_EVERY == 0:
+            progress(done)
+    if group:
+        yield from dump(exporter.group_rows(group), [_origin(g.trajectory) for g in group])
+
+
+def _sql_lines(
+    read: Callable[..., list[Line]], chunks: Iterable[list[int]], progress: Callable[[int], None]
+) -> Iterator[tuple[list[Origin], bytes]]:
+    """The lines PostgreSQL builds, a chunk at a time on two connections."""
+    done = 0
+    for n, lines in read_in_parallel(chunks, read):
+        for origin, line in lines:
+            yield [origin], line
+        done += n
+        progress(done)
+
+
+def _record(number: int, line: bytes, origin: list[Origin]) -> bytes:
+    """A record of the manifest as it stands in manifest.json (an element of `records`, indented)."""
+    record = {
+        "line": number,
+        "sha256": hashlib.sha256(line).hexdigest(),
+        "trajectory": "+".join(o[0] for o in origin),
+        "content_sha256": "+".join(o[1] for o in origin),
+        "source_payload_sha256": "+".join(o[2] for o in origin),
+        "importer": "+".join(sorted({o[3] for o in origin})),
+        "importer_version": "+".join(sorted({o[4] for o in origin})),
+    }
+    return _INDENT + orjson.dumps(record, option=MANIFEST_JSON).replace(b"\n", b"\n" + _INDENT)
+
+
 def _write(job: ExportJob) -> None:
     batch = job.batch
     project = batch.project
     exporter = FORMATS[job.format](project=project, options=job.options)
-    grouped = getattr(exporter, "grouped", False)
-    order = ("goal_id", "id") if grouped else ("id",)
-    ids = list(batch.trajectories.order_by(*order).values_list("id", flat=True))
+    order = ("goal_id", "id") if getattr(exporter, "grouped", False) else ("id",)
     folder = export_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{project.slug}-{batch.pk}-{exporter.name}.{exporter.extension}"
-    records: list[dict[str, Any]] = []
+
+    def progress(done: int) -> None:
+        ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+
+    chunks = _id_chunks(batch, order)
+    read = exporter.sql_lines() if hasattr(exporter, "sql_lines") else None
+    lines = _sql_lines(read, chunks, progress) if read else _row_lines(exporter, chunks, progress)
     whole = hashlib.sha256()
-    size = 0
-    with (folder / name).open("wb") as out:
-
-        def emit(rows: Any, origin: list[Trajectory]) -> None:
-            nonlocal size
-            for row in rows:
-                line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
-                out.write(line)
-                whole.update(line)
-                size += len(line)
-                records.append(
-                    {
-                        "line": len(records) + 1,
-                        "sha256": hashlib.sha256(line).hexdigest(),
-                        "trajectory": "+".join(t.rollout_id or str(t.pk) for t in origin),
-                        "content_sha256": "+".join(t.content_sha256 for t in origin),
-                        "source_payload_sha256": "+".join(t.payload_sha256 for t in origin),
-                        "importer": "+".join(sorted({t.source_format for t in origin})),
-                        "importer_version": "+".join(sorted({t.importer_version for t in origin})),
-                    }
-                )
-
-        group: list[Source] = []
-        for done, source in enumerate(sources(ids, getattr(exporter, "prefetch", None)), start=1):
-            if grouped:
-                if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
-                    emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
-                    group = []
-                group.append(source)
-            else:
-                emit(exporter.rows(source), [source.trajectory])
-            if done % PROGRESS_EVERY == 0:
-                ExportJob.objects.filter(pk=job.pk).update(records_done=done)
-        if group:
-            emit(exporter.group_rows(group), [g.trajectory for g in group])  # type: ignore[attr-defined]
-    files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}]
+    size = count = 0
+    # the records go to a file beside the data as they come (memory does not grow with the batch) and are
+    # spliced into manifest.json at the end
+    records_path = folder / RECORDS_PART
+    with (folder / name).open("wb") as out, records_path.open("wb") as records:
+        for origin, line in lines:
+            out.write(line)
+            whole.update(line)
+            size += len(line)
+            count += 1
+            records.write((b",\n" if count > 1 else b"") + _record(count, line, origin))
+    trajectories = batch.trajectories.count()
+    files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": count}]
     if job.options.get("parquet"):
         # in a child process: pyarrow starts threads, and this process (a Celery worker) forks import workers
         parquet = f"{name.rsplit('.', 1)[0]}.parquet"
@@ -155,23 +208,24 @@ def _write(job: ExportJob) -> None:
             raise RuntimeError(f"writing the Parquet file failed: {converted.stderr.strip()[-1500:]}")
         files.append(_file_entry(folder, parquet))
     registry = registry_active(project)
+    in_batch = batch.trajectories.values("id")
     annotators = sorted(
         {
             pseudonym(project.pk, user_id)
-            for user_id in Assignment.objects.filter(
-                trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED
-            ).values_list("annotator_id", flat=True)
+            for user_id in Assignment.objects.filter(trajectory_id__in=in_batch, status=AssignmentStatus.SUBMITTED)
+            .values_list("annotator_id", flat=True)
+            .distinct()
         }
     )
     verifiers = sorted(
         {
             f"{kind}:{version}"
-            for kind, version in CheckRun.objects.filter(trajectory_id__in=ids)
+            for kind, version in CheckRun.objects.filter(trajectory_id__in=in_batch)
             .values_list("kind", "verifier_version")
             .distinct()
         }
     )
-    manifest = {
+    manifest: dict[str, Any] = {
         "created_at": timezone.now().isoformat(),
         "format": {"name": exporter.name, "version": exporter.version, "options": job.options},
         "project": project.slug,
@@ -180,7 +234,7 @@ def _write(job: ExportJob) -> None:
             "name": batch.name,
             "frozen_at": batch.frozen_at.isoformat() if batch.frozen_at else None,
             "filters": batch.filters,
-            "trajectories": len(ids),
+            "trajectories": trajectories,
         },
         "registry": {"version": registry.version, "sha256": registry.sha256} if registry else None,
         "guideline_version": project.guideline_version,
@@ -188,24 +242,48 @@ def _write(job: ExportJob) -> None:
         "container_images": [],
         "annotators": annotators,
         "agreement": [f for f in batch.summary.get("agreement", []) if f.get("measure") == "target"],
-        "records": records,
     }
     card = dataset_card(job=job, exporter=exporter, manifest=manifest, files=files)
     (folder / "README.md").write_text(card, encoding="utf-8")
     files.append(_file_entry(folder, "README.md"))
     manifest["files"] = files
-    (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    _manifest_write(folder / "manifest.json", manifest, records_path)
     job.files = [*({k: f[k] for k in ("name", "bytes", "sha256")} for f in files), {"name": "manifest.json"}]
-    job.manifest = {k: v for k, v in manifest.items() if k != "records"}
-    job.records_done = len(ids)
+    job.manifest = manifest
+    job.records_done = trajectories
     job.status = ExportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["files", "manifest", "records_done", "status", "finished_at"])
 
 
+def _manifest_write(path: Path, manifest: dict[str, Any], records_path: Path) -> None:
+    """manifest.json as orjson writes it (indented, sorted keys) with the records file as its `records` list."""
+    text = orjson.dumps({**manifest, "records": []}, option=MANIFEST_JSON)
+    slot = b'\n  "records": [],\n'  # a top-level key: only it has a newline and two blanks before it
+    before, after = text.split(slot, 1)
+    with path.open("wb") as out, records_path.open("rb") as records:
+        if records_path.stat().st_size:
+            out.write(before + b'\n  "records": [\n')
+            shutil.copyfileobj(records, out, BLOCK)
+            out.write(b"\n  ],\n" + after)
+        else:
+            out.write(text)
+    records_path.unlink()
+
+
 def _file_entry(folder: Path, name: str) -> dict[str, Any]:
-    data = (folder / name).read_bytes()
-    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    digest, size = _digest(folder / name)
+    return {"name": name, "bytes": size, "sha256": digest}
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    whole = hashlib.sha256()
+    size = 0
+    with path.open("rb") as data:
+        while block := data.read(BLOCK):
+            whole.update(block)
+            size += len(block)
+    return whole.hexdigest(), size
 
 
 def dataset_card(*, job: ExportJob, exporter: Any, manifest: dict[str, Any], files: list[dict[str, Any]]) -> str:
@@ -270,7 +348,8 @@ importer and version; `manage.py verify_export manifest.json` finds any changed 
 
 
 def verify_manifest(path: Path) -> list[str]:
-    """Every difference between the files beside a manifest and what it recorded ([] when none)."""
+    """Every difference between the files beside a manifest and what it recorded ([] when none); the files
+    are read a line or a block at a time."""
     try:
         manifest = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
@@ -281,16 +360,21 @@ def verify_manifest(path: Path) -> list[str]:
         if not file.exists():
             problems.append(f"{entry['name']}: missing")
             continue
-        data = file.read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            problems.append(f"{entry['name']}: sha256 differs from the manifest")
-        if "records" not in entry:
-            continue  # Parquet and the card are checked by their sha256 alone
-        lines = data.splitlines(keepends=True)
+        if "records" not in entry:  # Parquet and the card are checked by their sha256 alone
+            if _digest(file)[0] != entry["sha256"]:
+                problems.append(f"{entry['name']}: sha256 differs from the manifest")
+            continue
         records = manifest.get("records", [])
-        if len(lines) != len(records):
-            problems.append(f"{entry['name']}: {len(lines)} lines, the manifest lists {len(records)} records")
-        for record, line in zip(records, lines, strict=False):
-            if hashlib.sha256(line).hexdigest() != record["sha256"]:
-                problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
+        whole = hashlib.sha256()
+        lines = 0
+        with file.open("rb") as data:
+            for lines, line in enumerate(data, start=1):
+                whole.update(line)
+                if lines <= len(records) and hashlib.sha256(line).hexdigest() != records[lines - 1]["sha256"]:
+                    record = records[lines - 1]
+                    problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
+        if whole.hexdigest() != entry["sha256"]:
+            problems.append(f"{entry['name']}: sha256 differs from the manifest")
+        if lines != len(records):
+            problems.append(f"{entry['name']}: {lines} lines, the manifest lists {len(records)} records")
     return problems

@@ -180,7 +180,12 @@ def child_export(info: dict, format: str, parquet: bool) -> None:
     sizes = {f["name"].rsplit(".", 1)[-1]: (export_dir(job) / f["name"]).stat().st_size for f in job.files}
     print(
         json.dumps(
-            {"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sizes": sizes}
+            {
+                "seconds": seconds,
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,  # the Parquet writer
+                "sizes": sizes,
+            }
         )
     )
 
@@ -243,10 +248,18 @@ def main() -> None:
         for key, results in runs.items():
             rate = info["steps"] / statistics.median(r["seconds"] for r in results)
             rss = max(r["rss_mb"] for r in results)
+            child = max(r.get("child_rss_mb", 0) for r in results)
             sizes = ", ".join(
                 f"{k} {v / 1e6:.0f} MB" for k, v in results[-1]["sizes"].items() if k in ("jsonl", "parquet")
             )
-            print(f"{key:<19}: {rate:,.0f} steps/s = {rate / copy_rate:.2f} × COPY · peak RSS {rss:.0f} MB · {sizes}")
+            seconds = sorted(r["seconds"] for r in results)
+            spread = f"{info['steps'] / seconds[-1]:,.0f}–{info['steps'] / seconds[0]:,.0f}"
+            parquet = f" (Parquet child {child:.0f} MB)" if key.endswith("parquet") else ""
+            print(
+                f"{key:<19}: {rate:,.0f} steps/s ({spread}) = {rate / copy_rate:.2f} × COPY · "
+                f"peak RSS {rss:.0f} MB{parquet} · {sizes}"
+            )
+        print(f"load     : {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at the end")
         print("targets  : SFT JSONL ≥ 0.5 × COPY; memory < 300 MB whatever the size")
     finally:
         with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:

@@ -32,11 +32,13 @@ _CANDIDATE = "replace(replace((<<args>>)::text, '\": ', '\":'), ', ', ',')"
 _SCAN = r"""regexp_replace((<<args>>)::text, '("(?:[^"\\]|\\.)*"[^" ]*|[^" ]+)(?: |$)', '\1', 'g')"""
 _COMPACT = "CASE WHEN <<candidate>>::jsonb = <<args>> THEN <<candidate>> ELSE <<scan>> END"
 _CALL_ID = "CASE WHEN s.tool_call_id <> '' THEN s.tool_call_id ELSE 'call_' || s.index END"
-_STATE = """CASE WHEN jsonb_typeof(s.state) = 'array' AND s.state <> '[]' THEN (
-    SELECT string_agg(concat('{"content":', to_json(m->>'content'), ',"role":"', m->>'role', '"},'), '' ORDER BY o)
-    FROM jsonb_array_elements(s.state) WITH ORDINALITY AS e(m, o)
-    WHERE m->>'role' IN ('system', 'user', 'assistant') AND jsonb_typeof(m->'content') = 'string'
-  ) END"""
+_MESSAGE = """concat('{"content":', to_json(<<m>>->>'content'), ',"role":"', <<m>>->>'role', '"},')"""
+_KEPT = "<<m>>->>'role' IN ('system', 'user', 'assistant') AND jsonb_typeof(<<m>>->'content') = 'string'"
+# a state of one message (the usual one) is read in place, a longer one element by element
+_STATE = """CASE WHEN jsonb_typeof(s.state) <> 'array' OR s.state = '[]' THEN NULL
+  WHEN jsonb_array_length(s.state) = 1 THEN CASE WHEN <<kept_first>> THEN <<first>> END
+  ELSE (SELECT string_agg(<<message>>, '' ORDER BY o) FROM jsonb_array_elements(s.state) WITH ORDINALITY AS e(m, o)
+    WHERE <<kept>>) END"""
 _REPLY = """concat('{"content":', CASE WHEN jsonb_typeof(s.arguments->'content') = 'string'
     THEN to_json(s.arguments->>'content') ELSE to_json(s.plan) END, ',"role":"assistant"},')"""
 _HEAD = """concat('{"content":', CASE WHEN s.plan <> '' THEN to_json(s.plan)::text ELSE 'null' END,
@@ -95,7 +97,13 @@ def _queries(*, corrections: bool) -> tuple[str, str]:
     parts = {
         "continues": _CONTINUES,
         "first_user": _FIRST_USER,
-        "state": _STATE,
+        "state": _fill(
+            _STATE,
+            kept_first=_fill(_KEPT, m="(s.state->0)"),
+            first=_fill(_MESSAGE, m="(s.state->0)"),
+            kept=_fill(_KEPT, m="m"),
+            message=_fill(_MESSAGE, m="m"),
+        ),
         "reply": _REPLY,
         "head": _HEAD,
         "function": _fill(_FUNCTION, compact=compact, call_id=_CALL_ID),

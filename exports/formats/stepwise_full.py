@@ -82,14 +82,7 @@ class StepwiseFullExporter:
 
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         t = source.trajectory
-        extra = {
-            index: (started, ended, latency, prompt, completion, cost)
-            for index, started, ended, latency, prompt, completion, cost in Step.objects.filter(
-                trajectory=t
-            ).values_list(
-                "index", "started_at", "ended_at", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd"
-            )
-        }
+        extra = self._extra.get(t.pk, {})
         steps = []
         for s in source.steps:
             started, ended, latency, prompt, completion, cost = extra.get(s.index, (None,) * 6)

@@ -12,6 +12,7 @@ import itertools
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -39,6 +40,7 @@ EXPORT_TASK = "exports.tasks.export_job_run_task"
 OPTIONS = ("apply_corrections", "drop_wrong", "parquet")
 LICENCE_MAX = 64
 PROGRESS_EVERY = 200
+PROGRESS_SECONDS = 1.0
 RECORDS_PART = ".records.part"
 MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
 BLOCK = 1 << 20
@@ -110,7 +112,7 @@ def _origin(t: Trajectory) -> Origin:
 
 def _id_chunks(batch: Batch, order: tuple[str, ...]) -> Iterator[list[int]]:
     """The batch's trajectory ids in export order, CHUNK at a time (a server-side cursor on PostgreSQL)."""
-    ids = batch.trajectories.order_by(*order).values_list("id", flat=True).iterator(chunk_size=CHUNK)
+    ids = batch.trajectories.order_by(*order).values_list("id", flat=True).iterator(chunk_size=CHUNK * 10)
     yield from (list(chunk) for chunk in itertools.batched(ids, CHUNK))
 
 
@@ -173,9 +175,13 @@ def _write(job: ExportJob) -> None:
     folder = export_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{project.slug}-{batch.pk}-{exporter.name}.{exporter.extension}"
+    shown = time.monotonic()
 
-    def progress(done: int) -> None:
-        ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+    def progress(done: int) -> None:  # at most once a PROGRESS_SECONDS (each is a commit)
+        nonlocal shown
+        if time.monotonic() - shown >= PROGRESS_SECONDS:
+            ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+            shown = time.monotonic()
 
     chunks = _id_chunks(batch, order)
     read = exporter.sql_lines() if hasattr(exporter, "sql_lines") else None
@@ -185,7 +191,7 @@ def _write(job: ExportJob) -> None:
     # the records go to a file beside the data as they come (memory does not grow with the batch) and are
     # spliced into manifest.json at the end
     records_path = folder / RECORDS_PART
-    with (folder / name).open("wb") as out, records_path.open("wb") as records:
+    with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
         for origin, line in lines:
             out.write(line)
             whole.update(line)

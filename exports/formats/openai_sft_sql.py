@@ -40,14 +40,14 @@ _STATE = """CASE WHEN jsonb_typeof(s.state) <> 'array' OR s.state = '[]' THEN NU
   ELSE (SELECT string_agg(<<message>>, '' ORDER BY o) FROM jsonb_array_elements(s.state) WITH ORDINALITY AS e(m, o)
     WHERE <<kept>>) END"""
 _REPLY = """concat('{"content":', CASE WHEN jsonb_typeof(s.arguments->'content') = 'string'
-    THEN to_json(s.arguments->>'content') ELSE to_json(s.plan) END, ',"role":"assistant"},')"""
+    THEN to_json(s.arguments->>'content') ELSE to_json(s.plan) END, ',"role":"assistant"}')"""
 _HEAD = """concat('{"content":', CASE WHEN s.plan <> '' THEN to_json(s.plan)::text ELSE 'null' END,
     ',"role":"assistant","tool_calls":[')"""
 _FUNCTION = """concat('{"function":{"arguments":',
     to_json(CASE WHEN jsonb_typeof(s.arguments) = 'object' THEN <<compact>> ELSE COALESCE(NULLIF(s.arguments_raw, ''), '{}') END),
     ',"name":', to_json(s.tool_name), '},"id":', to_json(<<call_id>>), ',"type":"function"}')"""
-_RESULT = """concat('{"content":', to_json(COALESCE(s.observation, '')), ',"role":"tool","tool_call_id":',
-    to_json(<<call_id>>), '},')"""
+_RESULT = """concat(',{"content":', to_json(COALESCE(s.observation, '')), ',"role":"tool","tool_call_id":',
+    to_json(<<call_id>>), '}')"""
 _CONTINUES = """s.kind = 'tool_call' AND lag(s.kind) OVER w = 'tool_call' AND s.turn_id <> ''
     AND lag(s.turn_id) OVER w = s.turn_id AND (s.state IS NULL OR s.state = '[]')"""
 _FIRST_USER = """lag(s.index) OVER w IS NULL AND jsonb_typeof(s.state) = 'array' AND s.state @> '[{"role": "user"}]'"""
@@ -57,16 +57,16 @@ _FIX = """LEFT JOIN LATERAL (
   ) f ON jsonb_typeof(s.arguments) = 'object'"""
 _STEPS = "trajectories_step s <<join>> WHERE s.trajectory_id = ANY(%(ids)s) WINDOW w AS (PARTITION BY s.trajectory_id ORDER BY s.index)"
 # a row: the trajectory's manifest facts, whether a turn has several calls, the line
-_ROW = """SELECT t.id, t.rollout_id, t.content_sha256, t.payload_sha256, t.source_format, t.importer_version, <<several>>,
-  convert_to(concat('{"messages":[', left(concat(
-    CASE WHEN NOT bool_or(x.first_user) AND COALESCE(t.goal_text, '') <> ''
-      THEN concat('{"content":', to_json(t.goal_text), ',"role":"user"},') END,
-    string_agg(<<piece>>, '' ORDER BY <<order>>)), -1), '],"tools":', %(tools)s::text, '}', chr(10)), 'UTF8')
-FROM (<<inner>>) x JOIN trajectories_trajectory t ON t.id = x.t
-GROUP BY t.id ORDER BY t.id"""
+_ROW = """SELECT t.id, t.rollout_id, t.content_sha256, t.payload_sha256, t.source_format, t.importer_version, a.several,
+  convert_to(concat('{"messages":[', CASE WHEN NOT a.first_user AND COALESCE(t.goal_text, '') <> ''
+    THEN concat('{"content":', to_json(t.goal_text), ',"role":"user"},') END,
+    a.body, '],"tools":', %(tools)s::text, '}', chr(10)), 'UTF8')
+FROM (SELECT x.t, <<several>> AS several, bool_or(x.first_user) AS first_user,
+  string_agg(<<piece>>, ',' ORDER BY <<order>>) AS body FROM (<<inner>>) x GROUP BY x.t) a
+JOIN trajectories_trajectory t ON t.id = a.t ORDER BY t.id"""
 
 _PLAIN_STEPS = """SELECT s.trajectory_id AS t, s.index, <<continues>> AS cont, <<first_user>> AS first_user,
-  concat(<<state>>, CASE WHEN s.kind <> 'tool_call' THEN <<reply>> ELSE concat(<<head>>, <<function>>, ']},',
+  concat(<<state>>, CASE WHEN s.kind <> 'tool_call' THEN <<reply>> ELSE concat(<<head>>, <<function>>, ']}',
     CASE WHEN lead(s.index) OVER w IS NOT NULL THEN <<result>> END) END) AS piece
 FROM <<steps>>"""
 
@@ -79,7 +79,7 @@ FROM (SELECT s.trajectory_id AS t, s.index, <<continues>> AS cont, <<first_user>
   FROM <<steps>>) numbered"""
 _TURNS = """SELECT t, turn, bool_or(first_user) AS first_user, max(turn) OVER (PARTITION BY t) AS last,
   concat((array_agg(state ORDER BY index))[1], (array_agg(head ORDER BY index))[1],
-    CASE WHEN bool_or(call) THEN concat(string_agg(function, ',' ORDER BY index), ']},') END) AS text,
+    CASE WHEN bool_or(call) THEN concat(string_agg(function, ',' ORDER BY index), ']}') END) AS text,
   string_agg(result, '' ORDER BY index) AS results
 FROM (<<steps>>) turns GROUP BY t, turn"""
 

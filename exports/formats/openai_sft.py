@@ -9,13 +9,16 @@ tool's result; a reply step is an assistant message. Options:
   their results.
 A row ends on an assistant message: trailing tool results after the last assistant turn are cut.
 
-A call's `arguments` is the compact JSON text of its arguments, keys in the order the database gives them.
-On PostgreSQL, without `drop_wrong`, the lines are built by the database (exports.formats.openai_sft_sql):
-the same bytes as `rows` written by the export (canonical JSON: sorted keys, no blanks).
+A call's `arguments` is the JSON text of its arguments as OpenAI's examples and `json.dumps` write it (`", "`
+and `": "` between items, non-ASCII as is), keys in the order the database gives them — on PostgreSQL
+jsonb's, so the text is jsonb's own. On PostgreSQL, without `drop_wrong`, the lines are built by the database
+(exports.formats.openai_sft_sql): the same bytes as `rows` written by the export (canonical JSON: sorted keys,
+no blanks).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
@@ -31,7 +34,7 @@ from trajectories.selectors.registries import active_registry_tools_query
 def _arguments_text(step: StepRow, corrected: dict[str, Any]) -> str:
     if isinstance(step.arguments, dict):
         arguments = {**step.arguments, **corrected} if corrected else step.arguments
-        return orjson.dumps(arguments).decode()
+        return json.dumps(arguments, ensure_ascii=False)
     return step.arguments_raw or "{}"
 
 

@@ -8,10 +8,9 @@ message). It is exact for every trajectory whose model turns have one call each.
 makes several calls (their results must follow all of its calls) is flagged and read again by the second
 query, which groups the steps into turns first.
 
-A call's `arguments` is the compact JSON text of the step's arguments (corrected where `apply_corrections`
-says so): jsonb's text with the blank after each `:` and `,` removed — cheaply by two replacements, proved by
-reading the result back as jsonb and comparing, and otherwise by a scan that skips string literals. Keys are
-in jsonb's order, the order `rows` sees them in. `drop_wrong` is not done here (the exporter uses `rows`).
+A call's `arguments` is the arguments' jsonb text (corrected where `apply_corrections` says so): what
+`json.dumps` writes for the value `rows` reads from the database, keys in the same order. `drop_wrong` is not
+done here (the exporter uses `rows`).
 """
 
 from __future__ import annotations
@@ -28,9 +27,6 @@ from psycopg import sql
 
 # the steps' facts every piece is built from; <<fix>> is the corrected-arguments join or nothing
 _ARGS = "CASE WHEN s.arguments IS NOT NULL AND jsonb_typeof(s.arguments) = 'object' THEN s.arguments<<fix>> END"
-_CANDIDATE = "replace(replace((<<args>>)::text, '\": ', '\":'), ', ', ',')"
-_SCAN = r"""regexp_replace((<<args>>)::text, '("(?:[^"\\]|\\.)*"[^" ]*|[^" ]+)(?: |$)', '\1', 'g')"""
-_COMPACT = "CASE WHEN <<candidate>>::jsonb = <<args>> THEN <<candidate>> ELSE <<scan>> END"
 _CALL_ID = "CASE WHEN s.tool_call_id <> '' THEN s.tool_call_id ELSE 'call_' || s.index END"
 _MESSAGE = """concat('{"content":', to_json(<<m>>->>'content'), ',"role":"', <<m>>->>'role', '"},')"""
 _KEPT = "<<m>>->>'role' IN ('system', 'user', 'assistant') AND jsonb_typeof(<<m>>->'content') = 'string'"
@@ -44,7 +40,7 @@ _REPLY = """concat('{"content":', CASE WHEN jsonb_typeof(s.arguments->'content')
 _HEAD = """concat('{"content":', CASE WHEN s.plan <> '' THEN to_json(s.plan)::text ELSE 'null' END,
     ',"role":"assistant","tool_calls":[')"""
 _FUNCTION = """concat('{"function":{"arguments":',
-    to_json(CASE WHEN jsonb_typeof(s.arguments) = 'object' THEN <<compact>> ELSE COALESCE(NULLIF(s.arguments_raw, ''), '{}') END),
+    to_json(CASE WHEN jsonb_typeof(s.arguments) = 'object' THEN (<<args>>)::text ELSE COALESCE(NULLIF(s.arguments_raw, ''), '{}') END),
     ',"name":', to_json(s.tool_name), '},"id":', to_json(<<call_id>>), ',"type":"function"}')"""
 _RESULT = """concat(',{"content":', to_json(COALESCE(s.observation, '')), ',"role":"tool","tool_call_id":',
     to_json(<<call_id>>), '}')"""
@@ -92,8 +88,6 @@ def _fill(template: str, **parts: str) -> str:
 
 def _queries(*, corrections: bool) -> tuple[str, str]:
     args = _fill(_ARGS, fix=" || COALESCE(f.fix, '{}')" if corrections else "")
-    candidate = _fill(_CANDIDATE, args=args)
-    compact = _fill(_COMPACT, candidate=candidate, args=args, scan=_fill(_SCAN, args=args))
     parts = {
         "continues": _CONTINUES,
         "first_user": _FIRST_USER,
@@ -106,7 +100,7 @@ def _queries(*, corrections: bool) -> tuple[str, str]:
         ),
         "reply": _REPLY,
         "head": _HEAD,
-        "function": _fill(_FUNCTION, compact=compact, call_id=_CALL_ID),
+        "function": _fill(_FUNCTION, args=args, call_id=_CALL_ID),
         "result": _fill(_RESULT, call_id=_CALL_ID),
         "steps": _fill(_STEPS, join=_FIX if corrections else ""),
     }

@@ -191,13 +191,17 @@ def _write(job: ExportJob) -> None:
     # the records go to a file beside the data as they come (memory does not grow with the batch) and are
     # spliced into manifest.json at the end
     records_path = folder / RECORDS_PART
-    with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
-        for origin, line in lines:
-            out.write(line)
-            whole.update(line)
-            size += len(line)
-            count += 1
-            records.write((b",\n" if count > 1 else b"") + _record(count, line, origin))
+    try:
+        with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
+            for origin, line in lines:
+                out.write(line)
+                whole.update(line)
+                size += len(line)
+                count += 1
+                records.write((b",\n" if count > 1 else b"") + _record(count, line, origin))
+    except BaseException:
+        records_path.unlink(missing_ok=True)
+        raise
     trajectories = batch.trajectories.count()
     files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": count}]
     if job.options.get("parquet"):

@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +146,63 @@ def setup(steps_wanted: int) -> dict:
     }
 
 
+def _peak_mb() -> float:
+    """This process's own peak resident set (VmHWM: ru_maxrss would carry the bench parent's over the exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class BackendCpu:
+    """CPU seconds the PostgreSQL backends of one database spend while it runs, sampled from /proc every 20 ms
+    (the server is on this machine; a backend that ends between two samples loses at most 20 ms)."""
+
+    def __init__(self, database: str) -> None:
+        self.database, self.seen, self.start = database, {}, {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+                if not cmdline.startswith(b"postgres: ") or f" {self.database} ".encode() not in cmdline:
+                    continue
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / tick
+            self.start.setdefault(proc.name, cpu if not self.thread.is_alive() else 0.0)
+            self.seen[proc.name] = cpu
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> BackendCpu:
+        self._sample()  # the backends already there count from now
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.seen.items())
+
+
 def copy_to(info: dict) -> float:
     from django.db import connection
 
@@ -174,16 +232,23 @@ def child_export(info: dict, format: str, parquet: bool) -> None:
     job = export_job_create(
         actor=User.objects.get(pk=info["pm"]), batch=batch, format=format, options={"parquet": parquet}
     )
-    t0 = time.perf_counter()
-    job = export_job_run(job_id=job.pk)
-    seconds = time.perf_counter() - t0
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    cpu0 = _cpu_s()
+    with BackendCpu(database) as backends:
+        t0 = time.perf_counter()
+        job = export_job_run(job_id=job.pk)
+        seconds = time.perf_counter() - t0
+    python_cpu = _cpu_s() - cpu0
     sizes = {f["name"].rsplit(".", 1)[-1]: (export_dir(job) / f["name"]).stat().st_size for f in job.files}
     print(
         json.dumps(
             {
                 "seconds": seconds,
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,  # the Parquet writer
+                "rss_mb": _peak_mb(),
+                # the Parquet writer's (ru_maxrss: its own peak, or this process's when it started if higher)
+                "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "python_cpu": python_cpu + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime,
+                "postgres_cpu": backends.seconds,
                 "sizes": sizes,
             }
         )
@@ -220,9 +285,13 @@ def main() -> None:
         )
         runs: dict[str, list[dict]] = {"openai_sft": [], "openai_sft+parquet": [], "stepwise": []}
         copies: list[float] = []
+        copy_cpu: list[tuple[float, float]] = []
         for _ in range(args.repeats):
             for key in runs:
-                copies.append(copy_to(info))
+                cpu0 = _cpu_s()
+                with BackendCpu(name) as backend:
+                    copies.append(copy_to(info))
+                copy_cpu.append((_cpu_s() - cpu0, backend.seconds))
                 fmt, parquet = key.split("+")[0], key.endswith("parquet")
                 done = subprocess.run(
                     [
@@ -242,8 +311,13 @@ def main() -> None:
                     raise SystemExit(done.stderr[-3000:])
                 runs[key].append(json.loads(done.stdout.strip().splitlines()[-1]))
         copy_rate = info["steps"] / statistics.median(copies)
+
+        def per_step(cpu: list[tuple[float, float]]) -> str:  # CPU µs a step: this client, PostgreSQL
+            client, server = (statistics.median(c[k] for c in cpu) * 1e6 / info["steps"] for k in (0, 1))
+            return f"CPU {client:.1f} + PostgreSQL {server:.1f} µs/step"
+
         print(
-            f"COPY TO  : {copy_rate:,.0f} step rows/s median of {len(copies)} (min {info['steps'] / max(copies):,.0f}, max {info['steps'] / min(copies):,.0f})"
+            f"COPY TO  : {copy_rate:,.0f} step rows/s median of {len(copies)} (min {info['steps'] / max(copies):,.0f}, max {info['steps'] / min(copies):,.0f}) · {per_step(copy_cpu)}"
         )
         for key, results in runs.items():
             rate = info["steps"] / statistics.median(r["seconds"] for r in results)
@@ -257,7 +331,8 @@ def main() -> None:
             parquet = f" (Parquet child {child:.0f} MB)" if key.endswith("parquet") else ""
             print(
                 f"{key:<19}: {rate:,.0f} steps/s ({spread}) = {rate / copy_rate:.2f} × COPY · "
-                f"peak RSS {rss:.0f} MB{parquet} · {sizes}"
+                f"peak RSS {rss:.0f} MB{parquet} · {sizes} · "
+                + per_step([(r["python_cpu"], r["postgres_cpu"]) for r in results])
             )
         print(f"load     : {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at the end")
         print("targets  : SFT JSONL ≥ 0.5 × COPY; memory < 300 MB whatever the size")

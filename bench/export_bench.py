@@ -7,9 +7,11 @@ It creates its own database (dropped at the end), writes with COPY a tool-use pr
 steps (60 % tool calls with τ-bench-sized arguments and observations of a few hundred bytes to 2 KB), audits
 them (status audited, one unanimous consensus value per step), cuts one batch of all of them, then runs,
 alternating: COPY (SELECT <the step columns> FROM trajectories_step …) TO STDOUT into /dev/null; and
-`export_job_run` in a fresh subprocess (its ru_maxrss is the export's own peak) for `openai_sft`,
-`openai_sft` + Parquet, and `stepwise`. It prints steps per second, the ratio to COPY, peak memory and file
-sizes; it asserts nothing.
+`export_job_run` in a fresh subprocess for `openai_sft`, `openai_sft` + Parquet, and `stepwise`. It prints
+steps per second (median, min–max), the ratio to COPY, the export process's peak memory (its VmHWM) and the
+Parquet child's (ru_maxrss of the export's children), file sizes, and the CPU a step costs this client and
+PostgreSQL's backends of the bench database (sampled from /proc: the server must be on this machine) — on a
+loaded machine the CPU per step says more than the rate. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def setup(steps_wanted: int) -> dict:
         ),
     )
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")  # as autovacuum would after the load, not during the runs
     batch = batch_create(actor=pm, project=project, name="all", filters={})
     return {
         "project": project.pk,
@@ -160,11 +162,13 @@ def _cpu_s() -> float:
 
 
 class BackendCpu:
-    """CPU seconds the PostgreSQL backends of one database spend while it runs, sampled from /proc every 20 ms
+    """CPU seconds the PostgreSQL client backends of one database spend while it runs, sampled from /proc every 20 ms
     (the server is on this machine; a backend that ends between two samples loses at most 20 ms)."""
 
     def __init__(self, database: str) -> None:
-        self.database, self.seen, self.start = database, {}, {}
+        self.database = database
+        self.seen: dict[str, float] = {}
+        self.start: dict[str, float] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -175,7 +179,11 @@ class BackendCpu:
                 continue
             try:
                 cmdline = (proc / "cmdline").read_bytes()
-                if not cmdline.startswith(b"postgres: ") or f" {self.database} ".encode() not in cmdline:
+                if (
+                    not cmdline.startswith(b"postgres: ")
+                    or f" {self.database} ".encode() not in cmdline
+                    or b"autovacuum" in cmdline  # client backends only
+                ):
                     continue
                 fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -328,10 +336,10 @@ def main() -> None:
             )
             seconds = sorted(r["seconds"] for r in results)
             spread = f"{info['steps'] / seconds[-1]:,.0f}–{info['steps'] / seconds[0]:,.0f}"
-            parquet = f" (Parquet child {child:.0f} MB)" if key.endswith("parquet") else ""
+            child_note = f" (Parquet child {child:.0f} MB)" if key.endswith("parquet") else ""
             print(
                 f"{key:<19}: {rate:,.0f} steps/s ({spread}) = {rate / copy_rate:.2f} × COPY · "
-                f"peak RSS {rss:.0f} MB{parquet} · {sizes} · "
+                f"peak RSS {rss:.0f} MB{child_note} · {sizes} · "
                 + per_step([(r["python_cpu"], r["postgres_cpu"]) for r in results])
             )
         print(f"load     : {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at the end")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -357,15 +359,74 @@ importer and version; `manage.py verify_export manifest.json` finds any changed 
 """
 
 
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+class _Manifest:
+    """A manifest read without holding its records: the rest as a dict, the records parsed one at a time
+    from the text when asked for (a million-line export's records would take a few hundred MB as objects)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.decoder = text, json.JSONDecoder()
+        self.fields: dict[str, Any] = {}
+        self.records_at: int | None = None
+        self.records = 0
+        i = self._blank(0)
+        if text[i : i + 1] != "{":
+            raise ValueError("not a JSON object")
+        i = self._blank(i + 1)
+        while text[i : i + 1] != "}":
+            key, i = self.decoder.raw_decode(text, i)
+            i = self._blank(i)
+            if text[i : i + 1] != ":":
+                raise ValueError(f"':' expected at character {i}")
+            i = self._blank(i + 1)
+            if key == "records" and text[i : i + 1] == "[":
+                self.records_at = i
+                for _ in self._records_from(i):
+                    self.records += 1
+                i = self._end
+            else:
+                self.fields[key], i = self.decoder.raw_decode(text, i)
+            i = self._blank(i)
+            if text[i : i + 1] == ",":
+                i = self._blank(i + 1)
+            elif text[i : i + 1] != "}":
+                raise ValueError(f"',' or '}}' expected at character {i}")
+        if text[self._blank(i + 1) :]:
+            raise ValueError(f"extra data at character {self._blank(i + 1)}")
+
+    def _blank(self, i: int) -> int:
+        match = _BLANK.match(self.text, i)
+        return match.end() if match else i
+
+    def _records_from(self, i: int) -> Iterator[dict[str, Any]]:
+        i = self._blank(i + 1)
+        while self.text[i : i + 1] != "]":
+            record, i = self.decoder.raw_decode(self.text, i)
+            if not isinstance(record, dict):
+                raise ValueError(f"a record is an object (character {i})")
+            yield record
+            i = self._blank(i)
+            if self.text[i : i + 1] == ",":
+                i = self._blank(i + 1)
+            elif self.text[i : i + 1] != "]":
+                raise ValueError(f"',' or ']' expected at character {i}")
+        self._end = i + 1
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        return iter(()) if self.records_at is None else self._records_from(self.records_at)
+
+
 def verify_manifest(path: Path) -> list[str]:
     """Every difference between the files beside a manifest and what it recorded ([] when none); the files
-    are read a line or a block at a time."""
+    are read a line or a block at a time and the manifest's records one at a time."""
     try:
-        manifest = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+        manifest = _Manifest(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         return [f"{path}: not a readable manifest ({exc})"]
     problems: list[str] = []
-    for entry in manifest.get("files", []):
+    for entry in manifest.fields.get("files", []):
         file = path.parent / entry["name"]
         if not file.exists():
             problems.append(f"{entry['name']}: missing")
@@ -374,17 +435,17 @@ def verify_manifest(path: Path) -> list[str]:
             if _digest(file)[0] != entry["sha256"]:
                 problems.append(f"{entry['name']}: sha256 differs from the manifest")
             continue
-        records = manifest.get("records", [])
+        records = manifest.iter_records()
         whole = hashlib.sha256()
         lines = 0
         with file.open("rb") as data:
-            for lines, line in enumerate(data, start=1):
+            for lines, line in enumerate(data, start=1):  # noqa: B007 (the count is read after the loop)
                 whole.update(line)
-                if lines <= len(records) and hashlib.sha256(line).hexdigest() != records[lines - 1]["sha256"]:
-                    record = records[lines - 1]
+                record = next(records, None)
+                if record is not None and hashlib.sha256(line).hexdigest() != record["sha256"]:
                     problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
         if whole.hexdigest() != entry["sha256"]:
             problems.append(f"{entry['name']}: sha256 differs from the manifest")
-        if lines != len(records):
-            problems.append(f"{entry['name']}: {lines} lines, the manifest lists {len(records)} records")
+        if lines != manifest.records:
+            problems.append(f"{entry['name']}: {lines} lines, the manifest lists {manifest.records} records")
     return problems

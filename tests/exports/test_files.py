@@ -72,3 +72,18 @@ def test_the_stored_card_names_the_format(batch, pm) -> None:
     card = (export_dir(job) / "README.md").read_text()
     assert "trl_prm" in card and "license: not stated" in card
     assert not Path(export_dir(job) / f"{job.files[0]['name'].rsplit('.', 1)[0]}.parquet").exists()
+
+
+def test_the_manifest_is_read_record_by_record_in_any_layout(batch, pm) -> None:
+    import orjson
+
+    job = export_job_run(job_id=export_job_create(actor=pm, batch=batch, format="sharegpt").pk)
+    path = export_dir(job) / "manifest.json"
+    written = orjson.loads(path.read_bytes())
+    assert [r["line"] for r in written["records"]] == [1, 2, 3]  # spliced in from the records file, in order
+    path.write_bytes(orjson.dumps(written))  # the same manifest without blanks or newlines
+    assert verify_manifest(path) == []
+    path.write_bytes(orjson.dumps({**written, "records": written["records"][:2]}))
+    assert verify_manifest(path) == [f"{written['files'][0]['name']}: 3 lines, the manifest lists 2 records"]
+    path.write_bytes(orjson.dumps(written)[:-40])
+    assert verify_manifest(path)[0].startswith(f"{path}: not a readable manifest")

@@ -118,15 +118,15 @@ def _id_chunks(batch: Batch, order: tuple[str, ...]) -> Iterator[list[int]]:
     yield from (list(chunk) for chunk in itertools.batched(ids, CHUNK))
 
 
-def _row_lines(
-    exporter: Any, chunks: Iterable[list[int]], progress: Callable[[int], None]
-) -> Iterator[tuple[list[Origin], bytes]]:
-    """Each row the exporter makes, written as canonical JSON, with the trajectories it came from."""
+Lines = list[tuple[list[Origin], bytes]]  # lines with the trajectories each came from
+
+
+def _row_lines(exporter: Any, chunks: Iterable[list[int]], progress: Callable[[int], None]) -> Iterator[Lines]:
+    """The rows the exporter makes, written as canonical JSON, with the trajectories they came from."""
     grouped = getattr(exporter, "grouped", False)
 
-    def dump(rows: Iterable[dict[str, Any]], origin: list[Origin]) -> Iterator[tuple[list[Origin], bytes]]:
-        for row in rows:
-            yield origin, orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
+    def dump(rows: Iterable[dict[str, Any]], origin: list[Origin]) -> Iterator[Lines]:
+        yield [(origin, orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n") for row in rows]
 
     group: list[Source] = []
     for done, source in enumerate(sources(chunks, getattr(exporter, "prefetch", None)), start=1):
@@ -145,12 +145,11 @@ def _row_lines(
 
 def _sql_lines(
     read: Callable[..., list[Line]], chunks: Iterable[list[int]], progress: Callable[[int], None]
-) -> Iterator[tuple[list[Origin], bytes]]:
+) -> Iterator[Lines]:
     """The lines PostgreSQL builds, a chunk at a time on two connections."""
     done = 0
     for n, lines in read_in_parallel(chunks, read):
-        for origin, line in lines:
-            yield [origin], line
+        yield [([origin], line) for origin, line in lines]
         done += n
         progress(done)
 
@@ -195,12 +194,15 @@ def _write(job: ExportJob) -> None:
     records_path = folder / RECORDS_PART
     try:
         with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
-            for origin, line in lines:
-                out.write(line)
-                whole.update(line)
-                size += len(line)
-                count += 1
-                records.write((b",\n" if count > 1 else b"") + _record(count, line, origin))
+            for block in lines:
+                data = b"".join(line for _, line in block)
+                out.write(data)
+                whole.update(data)
+                size += len(data)
+                entries = [_record(count + n, line, origin) for n, (origin, line) in enumerate(block, start=1)]
+                if entries:
+                    records.write((b",\n" if count else b"") + b",\n".join(entries))
+                count += len(entries)
     except BaseException:
         records_path.unlink(missing_ok=True)
         raise

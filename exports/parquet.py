@@ -95,10 +95,31 @@ class ParquetRows:
 def convert(jsonl: Path, format: str, out: Path) -> None:
     """Read a JSONL export line by line and write its Parquet twin."""
     rows = ParquetRows(out, format)
+    sft = _SftLines() if format == "openai_sft" else None
     with jsonl.open("rb") as lines:
         for line in lines:
-            rows.add(orjson.loads(line), len(line))
+            rows.add((sft.row(line) if sft else None) or orjson.loads(line), len(line))
     rows.close()
+
+
+class _SftLines:
+    """An SFT line is {"messages":M,"tools":T} in canonical JSON, T the same on every line: M is the messages'
+    canonical text as it stands, taken without parsing it and writing it again."""
+
+    HEAD = b'{"messages":'
+
+    def __init__(self) -> None:
+        self.tail = b""  # ,"tools":T} once the first line has shown T
+        self.tools = ""
+
+    def row(self, line: bytes) -> dict[str, Any] | None:
+        body = line.rstrip(b"\n")
+        if not self.tail:
+            self.tools = orjson.dumps(orjson.loads(body).get("tools"), option=orjson.OPT_SORT_KEYS).decode()
+            self.tail = b',"tools":' + self.tools.encode() + b"}"
+        if body.startswith(self.HEAD) and body.endswith(self.tail):
+            return {"messages": body[len(self.HEAD) : -len(self.tail)].decode(), "tools": self.tools}
+        return None  # not the usual shape: parsed
 
 
 if __name__ == "__main__":  # run by exports.services.jobs in a child process: pyarrow's threads stay there

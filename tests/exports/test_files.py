@@ -22,7 +22,15 @@ import datasets
 jsonl, parquet, cache = sys.argv[1:4]
 a = datasets.load_dataset("json", data_files=jsonl, split="train", cache_dir=cache)
 b = datasets.load_dataset("parquet", data_files=parquet, split="train", cache_dir=cache)
-print(json.dumps({"json": a.num_rows, "parquet": b.num_rows, "columns": sorted(b.column_names)}))
+import orjson, pyarrow.parquet as pq
+rows = [orjson.loads(line) for line in open(jsonl, "rb")]
+table = pq.read_table(parquet).to_pylist()
+def expected(value, got):  # a nested value stands in a string column as its canonical JSON text
+    if isinstance(got, str) and value is not None and not isinstance(value, str):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return value
+same = all(got[k] == expected(row.get(k), got[k]) for row, got in zip(rows, table, strict=True) for k in got)
+print(json.dumps({"json": a.num_rows, "parquet": b.num_rows, "columns": sorted(b.column_names), "same": same}))
 """
 
 
@@ -49,6 +57,7 @@ def test_the_files_load_with_hugging_face_datasets(batch, pm, tmp_path, format) 
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     rows = len(jsonl.read_bytes().splitlines())
     assert loaded["json"] == loaded["parquet"] == rows > 0
+    assert loaded["same"]  # every cell is the JSONL row's value (a nested one as its canonical JSON text)
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: cc-by-4.0\n") and "## Agreement" in card and "## Difficulty bands" in card
     assert verify_manifest(folder / "manifest.json") == []

@@ -7,9 +7,11 @@ It creates its own database (dropped at the end), writes with COPY a tool-use pr
 steps (60 % tool calls with τ-bench-sized arguments and observations of a few hundred bytes to 2 KB), audits
 them (status audited, one unanimous consensus value per step), cuts one batch of all of them, then runs,
 alternating: COPY (SELECT <the step columns> FROM trajectories_step …) TO STDOUT into /dev/null; and
-`export_job_run` in a fresh subprocess (its ru_maxrss is the export's own peak) for `openai_sft`,
-`openai_sft` + Parquet, and `stepwise`. It prints steps per second, the ratio to COPY, peak memory and file
-sizes; it asserts nothing.
+`export_job_run` in a fresh subprocess for `openai_sft`, `openai_sft` + Parquet, and `stepwise`. It prints
+steps per second (median, min–max), the ratio to COPY, the export process's peak memory (its VmHWM) and the
+Parquet child's (ru_maxrss of the export's children), file sizes, and the CPU a step costs this client and
+PostgreSQL's backends of the bench database (sampled from /proc: the server must be on this machine) — on a
+loaded machine the CPU per step says more than the rate. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -134,7 +137,7 @@ def setup(steps_wanted: int) -> dict:
         ),
     )
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")  # as autovacuum would after the load, not during the runs
     batch = batch_create(actor=pm, project=project, name="all", filters={})
     return {
         "project": project.pk,
@@ -143,6 +146,69 @@ def setup(steps_wanted: int) -> dict:
         "pm": pm.pk,
         "now": timezone.now().isoformat(),
     }
+
+
+def _peak_mb() -> float:
+    """This process's own peak resident set (VmHWM: ru_maxrss would carry the bench parent's over the exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class BackendCpu:
+    """CPU seconds the PostgreSQL client backends of one database spend while it runs, sampled from /proc every 20 ms
+    (the server is on this machine; a backend that ends between two samples loses at most 20 ms)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.seen: dict[str, float] = {}
+        self.start: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+                if (
+                    not cmdline.startswith(b"postgres: ")
+                    or f" {self.database} ".encode() not in cmdline
+                    or b"autovacuum" in cmdline  # client backends only
+                ):
+                    continue
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / tick
+            self.start.setdefault(proc.name, cpu if not self.thread.is_alive() else 0.0)
+            self.seen[proc.name] = cpu
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> BackendCpu:
+        self._sample()  # the backends already there count from now
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.seen.items())
 
 
 def copy_to(info: dict) -> float:
@@ -174,13 +240,25 @@ def child_export(info: dict, format: str, parquet: bool) -> None:
     job = export_job_create(
         actor=User.objects.get(pk=info["pm"]), batch=batch, format=format, options={"parquet": parquet}
     )
-    t0 = time.perf_counter()
-    job = export_job_run(job_id=job.pk)
-    seconds = time.perf_counter() - t0
+    database = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    cpu0 = _cpu_s()
+    with BackendCpu(database) as backends:
+        t0 = time.perf_counter()
+        job = export_job_run(job_id=job.pk)
+        seconds = time.perf_counter() - t0
+    python_cpu = _cpu_s() - cpu0
     sizes = {f["name"].rsplit(".", 1)[-1]: (export_dir(job) / f["name"]).stat().st_size for f in job.files}
     print(
         json.dumps(
-            {"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sizes": sizes}
+            {
+                "seconds": seconds,
+                "rss_mb": _peak_mb(),
+                # the Parquet writer's (ru_maxrss: its own peak, or this process's when it started if higher)
+                "child_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "python_cpu": python_cpu + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime,
+                "postgres_cpu": backends.seconds,
+                "sizes": sizes,
+            }
         )
     )
 
@@ -215,9 +293,13 @@ def main() -> None:
         )
         runs: dict[str, list[dict]] = {"openai_sft": [], "openai_sft+parquet": [], "stepwise": []}
         copies: list[float] = []
+        copy_cpu: list[tuple[float, float]] = []
         for _ in range(args.repeats):
             for key in runs:
-                copies.append(copy_to(info))
+                cpu0 = _cpu_s()
+                with BackendCpu(name) as backend:
+                    copies.append(copy_to(info))
+                copy_cpu.append((_cpu_s() - cpu0, backend.seconds))
                 fmt, parquet = key.split("+")[0], key.endswith("parquet")
                 done = subprocess.run(
                     [
@@ -237,16 +319,30 @@ def main() -> None:
                     raise SystemExit(done.stderr[-3000:])
                 runs[key].append(json.loads(done.stdout.strip().splitlines()[-1]))
         copy_rate = info["steps"] / statistics.median(copies)
+
+        def per_step(cpu: list[tuple[float, float]]) -> str:  # CPU µs a step: this client, PostgreSQL
+            client, server = (statistics.median(c[k] for c in cpu) * 1e6 / info["steps"] for k in (0, 1))
+            return f"CPU {client:.1f} + PostgreSQL {server:.1f} µs/step"
+
         print(
-            f"COPY TO  : {copy_rate:,.0f} step rows/s median of {len(copies)} (min {info['steps'] / max(copies):,.0f}, max {info['steps'] / min(copies):,.0f})"
+            f"COPY TO  : {copy_rate:,.0f} step rows/s median of {len(copies)} (min {info['steps'] / max(copies):,.0f}, max {info['steps'] / min(copies):,.0f}) · {per_step(copy_cpu)}"
         )
         for key, results in runs.items():
             rate = info["steps"] / statistics.median(r["seconds"] for r in results)
             rss = max(r["rss_mb"] for r in results)
+            child = max(r.get("child_rss_mb", 0) for r in results)
             sizes = ", ".join(
                 f"{k} {v / 1e6:.0f} MB" for k, v in results[-1]["sizes"].items() if k in ("jsonl", "parquet")
             )
-            print(f"{key:<19}: {rate:,.0f} steps/s = {rate / copy_rate:.2f} × COPY · peak RSS {rss:.0f} MB · {sizes}")
+            seconds = sorted(r["seconds"] for r in results)
+            spread = f"{info['steps'] / seconds[-1]:,.0f}–{info['steps'] / seconds[0]:,.0f}"
+            child_note = f" (Parquet child {child:.0f} MB)" if key.endswith("parquet") else ""
+            print(
+                f"{key:<19}: {rate:,.0f} steps/s ({spread}) = {rate / copy_rate:.2f} × COPY · "
+                f"peak RSS {rss:.0f} MB{child_note} · {sizes} · "
+                + per_step([(r["python_cpu"], r["postgres_cpu"]) for r in results])
+            )
+        print(f"load     : {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at the end")
         print("targets  : SFT JSONL ≥ 0.5 × COPY; memory < 300 MB whatever the size")
     finally:
         with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:

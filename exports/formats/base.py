@@ -3,7 +3,7 @@ deterministic order, read in chunks so memory does not grow with the batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -70,11 +70,10 @@ def settled_wrong(index: int, consensus: dict[tuple[int | None, str], Any]) -> b
     return consensus.get((index, "tool_verdict")) == "wrong" or consensus.get((index, "process_reward")) == -1
 
 
-def sources(trajectory_ids: list[int], on_chunk: Callable[[list[int]], None] | None = None) -> Iterator[Source]:
-    """The trajectories in the given order with their steps and consensus, CHUNK trajectories per three
-    queries; `on_chunk` (an exporter's prefetch) sees each chunk's ids first."""
-    for start in range(0, len(trajectory_ids), CHUNK):
-        ids = trajectory_ids[start : start + CHUNK]
+def sources(chunks: Iterable[list[int]], on_chunk: Callable[[list[int]], None] | None = None) -> Iterator[Source]:
+    """The trajectories of each chunk of ids (CHUNK of them, three queries) in the given order with their steps
+    and consensus; `on_chunk` (an exporter's prefetch) sees each chunk's ids first."""
+    for ids in chunks:
         if on_chunk is not None:
             on_chunk(ids)
         trajectories = {t.pk: t for t in Trajectory.objects.filter(pk__in=ids).defer("payload").select_related("goal")}

@@ -8,23 +8,37 @@ tool's result; a reply step is an assistant message. Options:
 - `drop_wrong`: steps whose consensus says wrong tool, or process reward −1, are left out with
   their results.
 A row ends on an assistant message: trailing tool results after the last assistant turn are cut.
+
+A call's `arguments` is the JSON text of its arguments as OpenAI's examples and `json.dumps` write it (`", "`
+and `": "` between items, non-ASCII as is), keys in the order the database gives them — on PostgreSQL
+jsonb's, so the text is jsonb's own. On PostgreSQL, without `drop_wrong`, the lines are built by the database
+(exports.formats.openai_sft_sql): the same bytes as `rows` written by the export (canonical JSON: sorted keys,
+no blanks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, ClassVar
 
 import orjson
+from django.db import connection
 
 from exports.formats.base import Source, StepRow, settled_wrong
+from exports.formats.openai_sft_sql import sft_lines
 from trajectories.selectors.registries import active_registry_tools_query
+
+
+def arguments_json(arguments: dict[str, Any]) -> str:
+    """A call's arguments as the `arguments` string: JSON as OpenAI's examples and json.dumps write it."""
+    return json.dumps(arguments, ensure_ascii=False)
 
 
 def _arguments_text(step: StepRow, corrected: dict[str, Any]) -> str:
     if isinstance(step.arguments, dict):
-        arguments = {**step.arguments, **corrected} if corrected else step.arguments
-        return orjson.dumps(arguments).decode()
+        return arguments_json({**step.arguments, **corrected} if corrected else step.arguments)
     return step.arguments_raw or "{}"
 
 
@@ -41,6 +55,13 @@ class OpenAISftExporter:
             {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
             for t in active_registry_tools_query(project).order_by("name")
         ]
+
+    def sql_lines(self) -> Callable[..., Any] | None:
+        """How PostgreSQL builds a chunk's lines (a cursor, ids → lines), or None where `rows` must."""
+        if self.drop_wrong or connection.vendor != "postgresql":
+            return None
+        tools = orjson.dumps(self.tools, option=orjson.OPT_SORT_KEYS).decode()
+        return partial(sft_lines, tools=tools, corrections=self.apply_corrections)
 
     def _corrected(self, step: StepRow, consensus: dict[tuple[int | None, str], Any]) -> dict[str, Any]:
         if not self.apply_corrections or not isinstance(step.arguments, dict):

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from exports.formats.base import Source, settled_wrong
-from exports.formats.openai_sft import OpenAISftExporter
+from exports.formats.openai_sft import OpenAISftExporter, arguments_json
 from trajectories.models import Trajectory
 
 MAX_PAIRS = 10
@@ -102,9 +102,7 @@ class Branch:
         """Its first step as an assistant chat message with one tool call (the chosen call's id)."""
         arguments = self.step.get("arguments")
         raw = self.step.get("arguments_raw")
-        text = (
-            orjson.dumps(arguments).decode() if isinstance(arguments, dict) else raw if isinstance(raw, str) else "{}"
-        )
+        text = arguments_json(arguments) if isinstance(arguments, dict) else raw if isinstance(raw, str) else "{}"
         thought = self.step.get("thought")
         return {
             "role": "assistant",

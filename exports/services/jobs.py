@@ -8,9 +8,14 @@ hashes every record and every file; `verify_manifest` finds any changed byte.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import re
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,8 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentStatus
 from core.services import audit_record
 from exports.formats import FORMATS
-from exports.formats.base import Source, sources
+from exports.formats.base import CHUNK, Source, sources
+from exports.formats.openai_sft_sql import Line, read_in_parallel
 from exports.models import Batch, ExportJob, ExportStatus, Pseudonym
 from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
@@ -36,6 +42,11 @@ EXPORT_TASK = "exports.tasks.export_job_run_task"
 OPTIONS = ("apply_corrections", "drop_wrong", "parquet")
 LICENCE_MAX = 64
 PROGRESS_EVERY = 200
+PROGRESS_SECONDS = 1.0
+RECORDS_PART = ".records.part"
+MANIFEST_JSON = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+BLOCK = 1 << 20
+_INDENT = b"    "  # a record's depth in manifest.json
 
 
 def export_dir(job: ExportJob) -> Path:
@@ -107,55 +118,116 @@ def export_job_run(*, job_id: int) -> ExportJob:
     return job
 
 
+Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version
+
+
+def _origin(t: Trajectory) -> Origin:
+    return (t.rollout_id or str(t.pk), t.content_sha256, t.payload_sha256, t.source_format, t.importer_version)
+
+
+def _id_chunks(batch: Batch, order: tuple[str, ...]) -> Iterator[list[int]]:
+    """The batch's trajectory ids in export order, CHUNK at a time (a server-side cursor on PostgreSQL)."""
+    ids = batch.trajectories.order_by(*order).values_list("id", flat=True).iterator(chunk_size=CHUNK * 10)
+    yield from (list(chunk) for chunk in itertools.batched(ids, CHUNK))
+
+
+Lines = list[tuple[list[Origin], bytes]]  # lines with the trajectories each came from
+
+
+def _row_lines(exporter: Any, chunks: Iterable[list[int]], progress: Callable[[int], None]) -> Iterator[Lines]:
+    """The rows the exporter makes, written as canonical JSON, with the trajectories they came from."""
+    grouped = getattr(exporter, "grouped", False)
+
+    def dump(rows: Iterable[dict[str, Any]], origin: list[Origin]) -> Iterator[Lines]:
+        yield [(origin, orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n") for row in rows]
+
+    def dump_grouped(rows: Iterable[tuple[dict[str, Any], list[Trajectory]]]) -> Iterator[Lines]:
+        # a grouped exporter's rows come from all of a goal's runs at once, each with the runs it came from
+        yield [
+            ([_origin(t) for t in origin], orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+            for row, origin in rows
+        ]
+
+    group: list[Source] = []
+    for done, source in enumerate(sources(chunks, getattr(exporter, "prefetch", None)), start=1):
+        if grouped:
+            if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
+                yield from dump_grouped(exporter.group_rows(group))
+                group = []
+            group.append(source)
+        else:
+            yield from dump(exporter.rows(source), [_origin(source.trajectory)])
+        if done % PROGRESS_EVERY == 0:
+            progress(done)
+    if group:
+        yield from dump_grouped(exporter.group_rows(group))
+
+
+def _sql_lines(
+    read: Callable[..., list[Line]], chunks: Iterable[list[int]], progress: Callable[[int], None]
+) -> Iterator[Lines]:
+    """The lines PostgreSQL builds, a chunk at a time on two connections."""
+    done = 0
+    for n, lines in read_in_parallel(chunks, read):
+        yield [([origin], line) for origin, line in lines]
+        done += n
+        progress(done)
+
+
+def _record(number: int, line: bytes, origin: list[Origin]) -> bytes:
+    """A record of the manifest as it stands in manifest.json (an element of `records`, indented)."""
+    record = {
+        "line": number,
+        "sha256": hashlib.sha256(line).hexdigest(),
+        "trajectory": "+".join(o[0] for o in origin),
+        "content_sha256": "+".join(o[1] for o in origin),
+        "source_payload_sha256": "+".join(o[2] for o in origin),
+        "importer": "+".join(sorted({o[3] for o in origin})),
+        "importer_version": "+".join(sorted({o[4] for o in origin})),
+    }
+    return _INDENT + orjson.dumps(record, option=MANIFEST_JSON).replace(b"\n", b"\n" + _INDENT)
+
+
 def _write(job: ExportJob) -> None:
     batch = job.batch
     project = batch.project
     exporter = FORMATS[job.format](project=project, options=job.options)
-    grouped = getattr(exporter, "grouped", False)
-    order = ("goal_id", "id") if grouped else ("id",)
-    ids = list(batch.trajectories.order_by(*order).values_list("id", flat=True))
+    order = ("goal_id", "id") if getattr(exporter, "grouped", False) else ("id",)
     folder = export_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{project.slug}-{batch.pk}-{exporter.name}.{exporter.extension}"
-    records: list[dict[str, Any]] = []
+    shown = time.monotonic()
+
+    def progress(done: int) -> None:  # at most once a PROGRESS_SECONDS (each is a commit)
+        nonlocal shown
+        if time.monotonic() - shown >= PROGRESS_SECONDS:
+            ExportJob.objects.filter(pk=job.pk).update(records_done=done)
+            shown = time.monotonic()
+
+    chunks = _id_chunks(batch, order)
+    read = exporter.sql_lines() if hasattr(exporter, "sql_lines") else None
+    lines = _sql_lines(read, chunks, progress) if read else _row_lines(exporter, chunks, progress)
     whole = hashlib.sha256()
-    size = 0
-    with (folder / name).open("wb") as out:
-
-        def emit(rows: Iterable[tuple[dict[str, Any], list[Trajectory]]]) -> None:
-            nonlocal size
-            for row, origin in rows:
-                line = orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n"
-                out.write(line)
-                whole.update(line)
-                size += len(line)
-                records.append(
-                    {
-                        "line": len(records) + 1,
-                        "sha256": hashlib.sha256(line).hexdigest(),
-                        "trajectory": "+".join(t.rollout_id or str(t.pk) for t in origin),
-                        "content_sha256": "+".join(t.content_sha256 for t in origin),
-                        "source_payload_sha256": "+".join(t.payload_sha256 for t in origin),
-                        "importer": "+".join(sorted({t.source_format for t in origin})),
-                        "importer_version": "+".join(sorted({t.importer_version for t in origin})),
-                    }
-                )
-
-        # a grouped exporter's rows come from all of a goal's runs at once, each with the runs it came from
-        group: list[Source] = []
-        for done, source in enumerate(sources(ids, getattr(exporter, "prefetch", None)), start=1):
-            if grouped:
-                if group and group[0].trajectory.goal_id != source.trajectory.goal_id:
-                    emit(exporter.group_rows(group))  # type: ignore[attr-defined]
-                    group = []
-                group.append(source)
-            else:
-                emit((row, [source.trajectory]) for row in exporter.rows(source))
-            if done % PROGRESS_EVERY == 0:
-                ExportJob.objects.filter(pk=job.pk).update(records_done=done)
-        if group:
-            emit(exporter.group_rows(group))  # type: ignore[attr-defined]
-    files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": len(records)}]
+    size = count = 0
+    # the records go to a file beside the data as they come (memory does not grow with the batch) and are
+    # spliced into manifest.json at the end
+    records_path = folder / RECORDS_PART
+    try:
+        with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
+            for block in lines:
+                data = b"".join(line for _, line in block)
+                out.write(data)
+                whole.update(data)
+                size += len(data)
+                entries = [_record(count + n, line, origin) for n, (origin, line) in enumerate(block, start=1)]
+                if entries:
+                    records.write((b",\n" if count else b"") + b",\n".join(entries))
+                count += len(entries)
+    except BaseException:
+        records_path.unlink(missing_ok=True)
+        raise
+    trajectories = batch.trajectories.count()
+    files = [{"name": name, "bytes": size, "sha256": whole.hexdigest(), "records": count}]
     if job.options.get("parquet"):
         # in a child process: pyarrow starts threads, and this process (a Celery worker) forks import workers
         parquet = f"{name.rsplit('.', 1)[0]}.parquet"
@@ -175,11 +247,12 @@ def _write(job: ExportJob) -> None:
         files.append(_file_entry(folder, companion))
         companions.append((companion, what))
     registry = registry_active(project)
+    in_batch = batch.trajectories.values("id")
     annotators = sorted(
         set(
             pseudonyms(
                 project.pk,
-                Assignment.objects.filter(trajectory_id__in=ids, status=AssignmentStatus.SUBMITTED).values_list(
+                Assignment.objects.filter(trajectory_id__in=in_batch, status=AssignmentStatus.SUBMITTED).values_list(
                     "annotator_id", flat=True
                 ),
             ).values()
@@ -188,12 +261,12 @@ def _write(job: ExportJob) -> None:
     verifiers = sorted(
         {
             f"{kind}:{version}"
-            for kind, version in CheckRun.objects.filter(trajectory_id__in=ids)
+            for kind, version in CheckRun.objects.filter(trajectory_id__in=in_batch)
             .values_list("kind", "verifier_version")
             .distinct()
         }
     )
-    manifest = {
+    manifest: dict[str, Any] = {
         "created_at": timezone.now().isoformat(),
         "format": {"name": exporter.name, "version": exporter.version, "options": job.options},
         "project": project.slug,
@@ -202,7 +275,7 @@ def _write(job: ExportJob) -> None:
             "name": batch.name,
             "frozen_at": batch.frozen_at.isoformat() if batch.frozen_at else None,
             "filters": batch.filters,
-            "trajectories": len(ids),
+            "trajectories": trajectories,
         },
         "registry": {"version": registry.version, "sha256": registry.sha256} if registry else None,
         "guideline_version": project.guideline_version,
@@ -210,24 +283,48 @@ def _write(job: ExportJob) -> None:
         "container_images": [],
         "annotators": annotators,
         "agreement": [f for f in batch.summary.get("agreement", []) if f.get("measure") == "target"],
-        "records": records,
     }
     card = dataset_card(job=job, exporter=exporter, manifest=manifest, files=files, companions=tuple(companions))
     (folder / "README.md").write_text(card, encoding="utf-8")
     files.append(_file_entry(folder, "README.md"))
     manifest["files"] = files
-    (folder / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    _manifest_write(folder / "manifest.json", manifest, records_path)
     job.files = [*({k: f[k] for k in ("name", "bytes", "sha256")} for f in files), {"name": "manifest.json"}]
-    job.manifest = {k: v for k, v in manifest.items() if k != "records"}
-    job.records_done = len(ids)
+    job.manifest = manifest
+    job.records_done = trajectories
     job.status = ExportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["files", "manifest", "records_done", "status", "finished_at"])
 
 
+def _manifest_write(path: Path, manifest: dict[str, Any], records_path: Path) -> None:
+    """manifest.json as orjson writes it (indented, sorted keys) with the records file as its `records` list."""
+    text = orjson.dumps({**manifest, "records": []}, option=MANIFEST_JSON)
+    slot = b'\n  "records": [],\n'  # a top-level key: only it has a newline and two blanks before it
+    before, after = text.split(slot, 1)
+    with path.open("wb") as out, records_path.open("rb") as records:
+        if records_path.stat().st_size:
+            out.write(before + b'\n  "records": [\n')
+            shutil.copyfileobj(records, out, BLOCK)
+            out.write(b"\n  ],\n" + after)
+        else:
+            out.write(text)
+    records_path.unlink()
+
+
 def _file_entry(folder: Path, name: str) -> dict[str, Any]:
-    data = (folder / name).read_bytes()
-    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    digest, size = _digest(folder / name)
+    return {"name": name, "bytes": size, "sha256": digest}
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    whole = hashlib.sha256()
+    size = 0
+    with path.open("rb") as data:
+        while block := data.read(BLOCK):
+            whole.update(block)
+            size += len(block)
+    return whole.hexdigest(), size
 
 
 def dataset_card(
@@ -300,28 +397,93 @@ importer and version; `manage.py verify_export manifest.json` finds any changed 
 """
 
 
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+class _Manifest:
+    """A manifest read without holding its records: the rest as a dict, the records parsed one at a time
+    from the text when asked for (a million-line export's records would take a few hundred MB as objects)."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.decoder = text, json.JSONDecoder()
+        self.fields: dict[str, Any] = {}
+        self.records_at: int | None = None
+        self.records = 0
+        i = self._blank(0)
+        if text[i : i + 1] != "{":
+            raise ValueError("not a JSON object")
+        i = self._blank(i + 1)
+        while text[i : i + 1] != "}":
+            key, i = self.decoder.raw_decode(text, i)
+            i = self._blank(i)
+            if text[i : i + 1] != ":":
+                raise ValueError(f"':' expected at character {i}")
+            i = self._blank(i + 1)
+            if key == "records" and text[i : i + 1] == "[":
+                self.records_at = i
+                for _ in self._records_from(i):
+                    self.records += 1
+                i = self._end
+            else:
+                self.fields[key], i = self.decoder.raw_decode(text, i)
+            i = self._blank(i)
+            if text[i : i + 1] == ",":
+                i = self._blank(i + 1)
+            elif text[i : i + 1] != "}":
+                raise ValueError(f"',' or '}}' expected at character {i}")
+        if text[self._blank(i + 1) :]:
+            raise ValueError(f"extra data at character {self._blank(i + 1)}")
+
+    def _blank(self, i: int) -> int:
+        match = _BLANK.match(self.text, i)
+        return match.end() if match else i
+
+    def _records_from(self, i: int) -> Iterator[dict[str, Any]]:
+        i = self._blank(i + 1)
+        while self.text[i : i + 1] != "]":
+            record, i = self.decoder.raw_decode(self.text, i)
+            if not isinstance(record, dict):
+                raise ValueError(f"a record is an object (character {i})")
+            yield record
+            i = self._blank(i)
+            if self.text[i : i + 1] == ",":
+                i = self._blank(i + 1)
+            elif self.text[i : i + 1] != "]":
+                raise ValueError(f"',' or ']' expected at character {i}")
+        self._end = i + 1
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        return iter(()) if self.records_at is None else self._records_from(self.records_at)
+
+
 def verify_manifest(path: Path) -> list[str]:
-    """Every difference between the files beside a manifest and what it recorded ([] when none)."""
+    """Every difference between the files beside a manifest and what it recorded ([] when none); the files
+    are read a line or a block at a time and the manifest's records one at a time."""
     try:
-        manifest = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+        manifest = _Manifest(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         return [f"{path}: not a readable manifest ({exc})"]
     problems: list[str] = []
-    for entry in manifest.get("files", []):
+    for entry in manifest.fields.get("files", []):
         file = path.parent / entry["name"]
         if not file.exists():
             problems.append(f"{entry['name']}: missing")
             continue
-        data = file.read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if "records" not in entry:  # Parquet and the card are checked by their sha256 alone
+            if _digest(file)[0] != entry["sha256"]:
+                problems.append(f"{entry['name']}: sha256 differs from the manifest")
+            continue
+        records = manifest.iter_records()
+        whole = hashlib.sha256()
+        lines = 0
+        with file.open("rb") as data:
+            for lines, line in enumerate(data, start=1):  # noqa: B007 (the count is read after the loop)
+                whole.update(line)
+                record = next(records, None)
+                if record is not None and hashlib.sha256(line).hexdigest() != record["sha256"]:
+                    problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
+        if whole.hexdigest() != entry["sha256"]:
             problems.append(f"{entry['name']}: sha256 differs from the manifest")
-        if "records" not in entry:
-            continue  # Parquet and the card are checked by their sha256 alone
-        lines = data.splitlines(keepends=True)
-        records = manifest.get("records", [])
-        if len(lines) != len(records):
-            problems.append(f"{entry['name']}: {len(lines)} lines, the manifest lists {len(records)} records")
-        for record, line in zip(records, lines, strict=False):
-            if hashlib.sha256(line).hexdigest() != record["sha256"]:
-                problems.append(f"{entry['name']}: line {record['line']} ({record['trajectory']}) changed")
+        if lines != manifest.records:
+            problems.append(f"{entry['name']}: {lines} lines, the manifest lists {manifest.records} records")
     return problems

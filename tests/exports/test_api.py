@@ -75,11 +75,11 @@ def test_agreement_batches_and_exports_over_the_api(work, project, pm, reviewer,
     assert api(pm).post(exports, {"format": "csv"}, format="json").status_code == 400
     export_job_run(job_id=queued.json()["id"])
     job = api(reviewer).get(f"{exports}{queued.json()['id']}/").json()
-    assert job["status"] == "done" and [f["name"].rsplit(".", 1)[-1] for f in job["files"]] == [
-        "jsonl",
-        "parquet",
-        "md",
-        "json",
+    assert job["status"] == "done" and [f["name"] for f in job["files"]][1:] == [
+        job["files"][0]["name"].replace(".jsonl", ".parquet"),
+        "dataset_info.json",
+        "README.md",
+        "manifest.json",
     ]
     assert ExportJob.objects.count() == 1
 

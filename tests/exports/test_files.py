@@ -22,7 +22,15 @@ import datasets
 jsonl, parquet, cache = sys.argv[1:4]
 a = datasets.load_dataset("json", data_files=jsonl, split="train", cache_dir=cache)
 b = datasets.load_dataset("parquet", data_files=parquet, split="train", cache_dir=cache)
-print(json.dumps({"json": a.num_rows, "parquet": b.num_rows, "columns": sorted(b.column_names)}))
+import orjson, pyarrow.parquet as pq
+rows = [orjson.loads(line) for line in open(jsonl, "rb")]
+table = pq.read_table(parquet).to_pylist()
+def expected(value, got):  # a nested value stands in a string column as its canonical JSON text
+    if isinstance(got, str) and value is not None and not isinstance(value, str):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return value
+same = all(got[k] == expected(row.get(k), got[k]) for row, got in zip(rows, table, strict=True) for k in got)
+print(json.dumps({"json": a.num_rows, "parquet": b.num_rows, "columns": sorted(b.column_names), "same": same}))
 """
 
 
@@ -50,6 +58,7 @@ def test_the_files_load_with_hugging_face_datasets(batch, pm, tmp_path, format) 
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     rows = len(jsonl.read_bytes().splitlines())
     assert loaded["json"] == loaded["parquet"] == rows > 0
+    assert loaded["same"]  # every cell is the JSONL row's value (a nested one as its canonical JSON text)
     card = (folder / "README.md").read_text()
     assert card.startswith("---\nlicense: cc-by-4.0\n") and "## Agreement" in card and "## Difficulty bands" in card
     assert verify_manifest(folder / "manifest.json") == []
@@ -73,3 +82,18 @@ def test_the_stored_card_names_the_format(batch, pm) -> None:
     card = (export_dir(job) / "README.md").read_text()
     assert "trl_prm" in card and "license: not stated" in card
     assert not Path(export_dir(job) / f"{job.files[0]['name'].rsplit('.', 1)[0]}.parquet").exists()
+
+
+def test_the_manifest_is_read_record_by_record_in_any_layout(batch, pm) -> None:
+    import orjson
+
+    job = export_job_run(job_id=export_job_create(actor=pm, batch=batch, format="sharegpt").pk)
+    path = export_dir(job) / "manifest.json"
+    written = orjson.loads(path.read_bytes())
+    assert [r["line"] for r in written["records"]] == [1, 2, 3]  # spliced in from the records file, in order
+    path.write_bytes(orjson.dumps(written))  # the same manifest without blanks or newlines
+    assert verify_manifest(path) == []
+    path.write_bytes(orjson.dumps({**written, "records": written["records"][:2]}))
+    assert verify_manifest(path) == [f"{written['files'][0]['name']}: 3 lines, the manifest lists 2 records"]
+    path.write_bytes(orjson.dumps(written)[:-40])
+    assert verify_manifest(path)[0].startswith(f"{path}: not a readable manifest")

@@ -2,7 +2,8 @@
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -37,7 +38,28 @@ QUEUE_PARAMS = [
 ]
 
 
-@extend_schema(parameters=QUEUE_PARAMS, responses=EscalationSerializer(many=True))
+ESCALATION_PAGE = inline_serializer(
+    "EscalationPage",
+    {
+        "count": serializers.IntegerField(),
+        "page": serializers.IntegerField(),
+        "pages": serializers.IntegerField(),
+        "results": EscalationSerializer(many=True),
+    },
+)
+AGREEMENT = inline_serializer(
+    "AgreementFigures",
+    {
+        "definition": serializers.JSONField(
+            allow_null=True, help_text="What the target measures; null before any run."
+        ),
+        "computed_at": serializers.DateTimeField(allow_null=True),
+        "results": AgreementSnapshotSerializer(many=True),
+    },
+)
+
+
+@extend_schema(parameters=QUEUE_PARAMS, responses=ESCALATION_PAGE, operation_id="escalations_list")
 @login_not_required
 @api_view(["GET"])
 def escalation_list(request: Request) -> Response:
@@ -88,7 +110,7 @@ def escalation_resolve_view(request: Request, escalation_id: int) -> Response:
 
 @extend_schema(
     parameters=[OpenApiParameter("scope", str, required=False), OpenApiParameter("measure", str, required=False)],
-    responses=AgreementSnapshotSerializer(many=True),
+    responses=AGREEMENT,
 )
 @login_not_required
 @api_view(["GET"])

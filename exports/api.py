@@ -2,14 +2,15 @@
 
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.http import api_validation_error
+from core.http import api_validation_error, paginated
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from exports.selectors import batch_exports, batch_get, batches_for_project, export_get
 from exports.serializers import BatchCreateSerializer, BatchSerializer, ExportCreateSerializer, ExportJobSerializer
@@ -17,7 +18,12 @@ from exports.services.batches import batch_create
 from exports.services.jobs import export_job_create
 
 
-@extend_schema(methods=["GET"], responses=BatchSerializer(many=True))
+@extend_schema(
+    methods=["GET"],
+    parameters=[OpenApiParameter("page", int, required=False)],
+    responses=paginated(BatchSerializer),
+    operation_id="projects_batches_list",
+)
 @extend_schema(methods=["POST"], request=BatchCreateSerializer, responses={201: BatchSerializer})
 @login_not_required
 @api_view(["GET", "POST"])
@@ -26,7 +32,9 @@ def batch_list(request: Request, project_slug: str) -> Response:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     check_role(role=role, allowed=REVIEW_ROLES)
     if request.method == "GET":
-        return Response(BatchSerializer(batches_for_project(project=project)[:500], many=True).data)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(batches_for_project(project=project), request)
+        return paginator.get_paginated_response(BatchSerializer(page, many=True).data)
     check_role(role=role, allowed=MANAGE_ROLES)
     body = BatchCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)
@@ -48,7 +56,12 @@ def batch_detail(request: Request, project_slug: str, batch_id: int) -> Response
     return Response(BatchSerializer(batch_get(project=project, batch_id=batch_id)).data)
 
 
-@extend_schema(methods=["GET"], responses=ExportJobSerializer(many=True))
+@extend_schema(
+    methods=["GET"],
+    parameters=[OpenApiParameter("page", int, required=False)],
+    responses=paginated(ExportJobSerializer),
+    operation_id="projects_batches_exports_list",
+)
 @extend_schema(methods=["POST"], request=ExportCreateSerializer, responses={202: ExportJobSerializer})
 @login_not_required
 @api_view(["GET", "POST"])
@@ -58,7 +71,9 @@ def export_list(request: Request, project_slug: str, batch_id: int) -> Response:
     check_role(role=role, allowed=REVIEW_ROLES)
     batch = batch_get(project=project, batch_id=batch_id)
     if request.method == "GET":
-        return Response(ExportJobSerializer(batch_exports(batch=batch)[:200], many=True).data)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(batch_exports(batch=batch), request)
+        return paginator.get_paginated_response(ExportJobSerializer(page, many=True).data)
     check_role(role=role, allowed=MANAGE_ROLES)
     body = ExportCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)

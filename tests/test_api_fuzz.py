@@ -62,7 +62,7 @@ def test_no_request_gets_a_server_error(case, token) -> None:
     case.validate_response(response, checks=[not_a_server_error])
 
 
-EXACT = "/goals/|/swe-tasks/|/assignments/|/labels/|/trajectories/|/imports/|/escalations/|/agreement/"
+EXACT = "/goals/|/swe-tasks/|/assignments/|/labels/|/trajectories/|/imports/|/escalations/|/agreement/|/batches/"
 
 
 @pytest.mark.django_db

@@ -69,6 +69,8 @@ def test_agreement_batches_and_exports_over_the_api(work, project, pm, reviewer,
     made = api(pm).post(url, {"name": "b", "filters": {}}, format="json")
     assert made.status_code == 201 and made.json()["trajectories"] == 2
     batch_id = made.json()["id"]
+    listed = api(reviewer).get(url).json()
+    assert listed["count"] == 1 and [b["id"] for b in listed["results"]] == [batch_id]
     exports = f"{url}{batch_id}/exports/"
     queued = api(pm).post(exports, {"format": "sharegpt", "options": {"parquet": True}}, format="json")
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
@@ -82,6 +84,8 @@ def test_agreement_batches_and_exports_over_the_api(work, project, pm, reviewer,
         "manifest.json",
     ]
     assert ExportJob.objects.count() == 1
+    assert [j["id"] for j in api(reviewer).get(exports).json()["results"]] == [queued.json()["id"]]
+    assert api(reviewer).get(exports, {"page": 2}).status_code == 404  # past the last page
 
 
 def test_the_schema_has_no_warning(db, tmp_path) -> None:

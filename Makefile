@@ -18,7 +18,7 @@ worker:          ## a Celery worker against the configured broker
 migrate:
 	.venv/bin/python manage.py migrate
 
-bench:           ## import, verification and workspace benchmarks on PostgreSQL (print figures)
+bench:           ## import, verification, workspace, audit and export benchmarks on PostgreSQL (print figures)
 	.venv/bin/python bench/import_bench.py
 	.venv/bin/python bench/verify_bench.py
 	.venv/bin/python bench/workspace_bench.py

@@ -101,15 +101,16 @@ def pseudonyms(project_id: int, user_ids: Iterable[int]) -> dict[int, str]:
     return {u: kept.get(u) or pseudonym_derived(project_id, u) for u in wanted}
 
 
-def export_job_run(*, job_id: int) -> ExportJob:
-    """Write the job's files and manifest; a failure is recorded on the job with its reason."""
+def export_job_run(*, job_id: int, on_progress: Callable[[int, int], None] | None = None) -> ExportJob:
+    """Write the job's files and manifest; a failure is recorded on the job with its reason. `on_progress`
+    (the command line's bar) hears (trajectories done, in all) as often as the job's progress is saved."""
     job = ExportJob.objects.select_related("batch__project").get(pk=job_id)
     if job.status == ExportStatus.DONE:
         return job
     job.status, job.error, job.records_done = ExportStatus.RUNNING, "", 0
     job.save(update_fields=["status", "error", "records_done"])
     try:
-        _write(job)
+        _write(job, on_progress)
     except Exception as exc:  # the job says why; the worker keeps running
         job.status, job.error = ExportStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
         job.finished_at = timezone.now()
@@ -188,7 +189,7 @@ def _record(number: int, line: bytes, origin: list[Origin]) -> bytes:
     return _INDENT + orjson.dumps(record, option=MANIFEST_JSON).replace(b"\n", b"\n" + _INDENT)
 
 
-def _write(job: ExportJob) -> None:
+def _write(job: ExportJob, on_progress: Callable[[int, int], None] | None = None) -> None:
     batch = job.batch
     project = batch.project
     exporter = FORMATS[job.format](project=project, options=job.options)
@@ -203,6 +204,8 @@ def _write(job: ExportJob) -> None:
         if time.monotonic() - shown >= PROGRESS_SECONDS:
             ExportJob.objects.filter(pk=job.pk).update(records_done=done)
             shown = time.monotonic()
+            if on_progress is not None:
+                on_progress(done, job.records_total)
 
     chunks = _id_chunks(batch, order)
     read = exporter.sql_lines() if hasattr(exporter, "sql_lines") else None

@@ -9,7 +9,6 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,7 +26,7 @@ from annotation.serializers import (
     MissingSerializer,
 )
 from annotation.services import Incomplete, LeaseLost, NoWork, assignment_claim_next, assignment_submit
-from core.http import api_validation_error, paginated
+from core.http import api_validation_error, paginated, paginated_response
 from core.models import Role
 from core.selectors import check_role, project_get_for_user
 
@@ -52,9 +51,7 @@ def assignment_list(request: Request, project_slug: str) -> Response:
     query.is_valid(raise_exception=True)
     filters = AssignmentFilters(**query.validated_data)
     qs = assignment_list_for_user(user=request.user, project=project, role=role, filters=filters)
-    paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(qs, request)
-    return paginator.get_paginated_response(AssignmentSerializer(page, many=True).data)
+    return paginated_response(request, qs, AssignmentSerializer)
 
 
 @extend_schema(

@@ -13,6 +13,9 @@ from django_htmx.middleware import HtmxDetails
 from drf_spectacular.utils import inline_serializer
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.fields import IntegerField, URLField
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 
@@ -64,3 +67,11 @@ def paginated(serializer: type[Serializer[Any]]) -> Serializer[Any]:
             "results": serializer(many=True),
         },
     )
+
+
+def paginated_response(request: Request, items: Any, serializer: type[Serializer[Any]]) -> Response:
+    """One page of `items` (a queryset or a list) as PageNumberPagination answers it: the shape `paginated`
+    describes."""
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(items, request)
+    return paginator.get_paginated_response(serializer(page, many=True).data)

@@ -6,11 +6,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import ValidationError as ApiValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.http import api_validation_error, paginated
+from core.http import api_validation_error, paginated, paginated_response
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from exports.selectors import batch_exports, batch_get, batches_for_project, export_get
 from exports.serializers import BatchCreateSerializer, BatchSerializer, ExportCreateSerializer, ExportJobSerializer
@@ -32,9 +31,7 @@ def batch_list(request: Request, project_slug: str) -> Response:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     check_role(role=role, allowed=REVIEW_ROLES)
     if request.method == "GET":
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(batches_for_project(project=project), request)
-        return paginator.get_paginated_response(BatchSerializer(page, many=True).data)
+        return paginated_response(request, batches_for_project(project=project), BatchSerializer)
     check_role(role=role, allowed=MANAGE_ROLES)
     body = BatchCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)
@@ -71,9 +68,7 @@ def export_list(request: Request, project_slug: str, batch_id: int) -> Response:
     check_role(role=role, allowed=REVIEW_ROLES)
     batch = batch_get(project=project, batch_id=batch_id)
     if request.method == "GET":
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(batch_exports(batch=batch), request)
-        return paginator.get_paginated_response(ExportJobSerializer(page, many=True).data)
+        return paginated_response(request, batch_exports(batch=batch), ExportJobSerializer)
     check_role(role=role, allowed=MANAGE_ROLES)
     body = ExportCreateSerializer(data=request.data)
     body.is_valid(raise_exception=True)

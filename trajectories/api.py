@@ -10,13 +10,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.exceptions import ValidationError as ApiValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from core.http import api_validation_error, paginated
+from core.http import api_validation_error, paginated, paginated_response
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.models import Step
 from trajectories.selectors.goals import (
@@ -81,9 +80,7 @@ def trajectory_list(request: Request, project_slug: str) -> Response:
         **{k: request.query_params.get(k, "")[:200] for k in TrajectoryFilters.__dataclass_fields__}
     )
     qs = trajectory_list_for_user(user=request.user, project=project, role=role, filters=filters)
-    paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(qs, request)
-    return paginator.get_paginated_response(TrajectorySerializer(page, many=True).data)
+    return paginated_response(request, qs, TrajectorySerializer)
 
 
 @extend_schema(responses=TrajectoryDetailSerializer)
@@ -113,9 +110,7 @@ def import_list(request: Request, project_slug: str) -> Response:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     if request.method == "GET":
         check_role(role=role, allowed=REVIEW_ROLES)
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(import_jobs_for_user(project=project, role=role), request)
-        return paginator.get_paginated_response(ImportJobSerializer(page, many=True).data)
+        return paginated_response(request, import_jobs_for_user(project=project, role=role), ImportJobSerializer)
     check_role(role=role, allowed=MANAGE_ROLES)
     upload = ImportUploadSerializer(
         data={
@@ -245,9 +240,9 @@ def goal_list(request: Request, project_slug: str) -> Response:
     if request.method == "GET":
         query = _query(GoalFiltersSerializer, request)
         filters = GoalFilters(band=query["band"], tag=query["tag"], q=query["search"])
-        paginator = PageNumberPagination()
-        page = paginator.paginate_queryset(goal_list_for_user(project=project, role=role, filters=filters), request)
-        return paginator.get_paginated_response(GoalSerializer(page, many=True).data)
+        return paginated_response(
+            request, goal_list_for_user(project=project, role=role, filters=filters), GoalSerializer
+        )
     check_role(role=role, allowed=MANAGE_ROLES)
     body = GoalWriteSerializer(data=request.data)
     body.is_valid(raise_exception=True)
@@ -325,9 +320,9 @@ def swe_task_list(request: Request, project_slug: str) -> Response:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     query = _query(SweTaskFiltersSerializer, request)
     filters = SweTaskFilters(status=query["status"], repo=query["repo"], q=query["search"])
-    paginator = PageNumberPagination()
-    page = paginator.paginate_queryset(swe_task_list_for_user(project=project, role=role, filters=filters), request)
-    return paginator.get_paginated_response(SweTaskSerializer(page, many=True).data)
+    return paginated_response(
+        request, swe_task_list_for_user(project=project, role=role, filters=filters), SweTaskSerializer
+    )
 
 
 @extend_schema(responses=SweTaskDetailSerializer)

@@ -56,9 +56,7 @@ from trajectories.services._rows import ImportReport
 from trajectories.services.goals import (
     goal_create,
     goal_update,
-    goals_import_csv,
-    goals_import_jsonl,
-    tau_bench_tasks_import,
+    goals_file_import,
 )
 from trajectories.services.imports import import_job_create
 from trajectories.services.registries import RegistryImportError, registry_freeze, registry_import
@@ -287,19 +285,17 @@ def goal_import(request: Request, project_slug: str) -> Response:
     upload = GoalImportSerializer(data=request.data)
     upload.is_valid(raise_exception=True)
     data = upload.validated_data
-    common: dict[str, Any] = {
-        "actor": request.user,
-        "project": project,
-        "stream": data["file"],
-        "name": data["file"].name,
-    }
     try:
-        if data["format"] == "tau-bench":
-            report = tau_bench_tasks_import(**common, env=data["env"], band=data["band"], tags=data["tags"])
-        elif data["format"] == "csv":
-            report = goals_import_csv(**common)
-        else:
-            report = goals_import_jsonl(**common)
+        report = goals_file_import(
+            actor=request.user,
+            project=project,
+            stream=data["file"],
+            name=data["file"].name,
+            format=data["format"],
+            env=data["env"],
+            band=data["band"],
+            tags=data["tags"],
+        )
     except ValidationError as exc:
         raise _file_error(exc) from exc
     return _import_report(report)

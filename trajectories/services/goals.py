@@ -35,6 +35,7 @@ from trajectories.services._rows import (
     located,
     read_bounded,
 )
+from trajectories.services.swe_tasks import swe_tasks_import
 
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
@@ -557,3 +558,28 @@ def tau_bench_tasks_import(
     rows = _goal_rows_tau(read_bounded(stream), report, env=env, band=extra["band"], tags=extra["tags"])
     _goals_write(actor=actor, project=project, rows=rows, report=report, source=f"tau-bench:{name}")
     return report
+
+
+def goals_file_import(
+    *,
+    actor: UserLike,
+    project: Project,
+    stream: IO[bytes],
+    name: str,
+    format: str,
+    env: str = "",
+    band: str = "",
+    tags: list[str] | None = None,
+) -> ImportReport:
+    """A bulk file in one of FORMATS through its importer (`env`, `band` and `tags` are τ-bench's): what the
+    import page and the API both call."""
+    common: dict[str, Any] = {"actor": actor, "project": project, "stream": stream, "name": name}
+    if format == "tau-bench":
+        return tau_bench_tasks_import(**common, env=env, band=band, tags=tags)
+    if format == "swe-bench":
+        return swe_tasks_import(**common)
+    if format == "csv":
+        return goals_import_csv(**common)
+    if format == "jsonl":
+        return goals_import_jsonl(**common)
+    raise ValidationError({"format": f"one of {', '.join(FORMATS)}"})

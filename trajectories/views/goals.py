@@ -193,22 +193,17 @@ def goal_import(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRes
     report = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        common: dict[str, Any] = {
-            "actor": request.user,
-            "project": project,
-            "stream": data["upload"],
-            "name": data["upload"].name,
-        }
         try:
-            if data["format"] == "tau-bench":
-                tags = [t for t in data["tags"].replace(";", ",").split(",") if t.strip()]
-                report = goal_services.tau_bench_tasks_import(**common, env=data["env"], band=data["band"], tags=tags)
-            elif data["format"] == "swe-bench":
-                report = swe_services.swe_tasks_import(**common)
-            elif data["format"] == "csv":
-                report = goal_services.goals_import_csv(**common)
-            else:
-                report = goal_services.goals_import_jsonl(**common)
+            report = goal_services.goals_file_import(
+                actor=request.user,
+                project=project,
+                stream=data["upload"],
+                name=data["upload"].name,
+                format=data["format"],
+                env=data["env"],
+                band=data["band"],
+                tags=[t for t in data["tags"].replace(";", ",").split(",") if t.strip()],
+            )
         except ValidationError as exc:
             _add_errors(form, exc)
     status = 422 if request.method == "POST" and report is None else 200

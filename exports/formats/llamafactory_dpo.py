@@ -27,12 +27,10 @@ import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import orjson
-
 from exports.formats.base import Source
 from exports.formats.openai_sft import OpenAISftExporter
 from exports.formats.pairs import Branch, alternative_pairs, branch_point, goal_pairs, reference
-from exports.formats.sharegpt import aligned, assistant_turn, chat_turns
+from exports.formats.sharegpt import aligned, assistant_turn, chat_turns, dataset_info
 from trajectories.models import Trajectory
 
 Turn = dict[str, str]
@@ -123,27 +121,11 @@ class LlamaFactoryDpoExporter:
 
     def companions(self, data_file: str) -> list[tuple[str, bytes, str]]:
         """Files written beside the data: (name, content, what it is for the dataset card)."""
-        what = f"registers the pairs with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {_entry(data_file)})"
-        return [("dataset_info.json", dataset_info(data_file), what)]
-
-
-def dataset_info(data_file: str) -> bytes:
-    """LLaMA-Factory's dataset description for the file: put `dataset_dir` at this folder and `dataset` at
-    the entry's name (the file's name without its extension)."""
-    entry = {
-        "file_name": data_file,
-        "formatting": "sharegpt",
-        "ranking": True,
-        "columns": {
+        columns = {
             "messages": "conversations",
             "chosen": "chosen",
             "rejected": "rejected",
             "system": "system",
             "tools": "tools",
-        },
-    }
-    return orjson.dumps({_entry(data_file): entry}, option=orjson.OPT_INDENT_2) + b"\n"
-
-
-def _entry(data_file: str) -> str:
-    return data_file.rsplit(".", 1)[0]
+        }
+        return [dataset_info(data_file, columns, what="the pairs", ranking=True)]

@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import orjson
+
 from exports.formats.base import Source
 from exports.formats.openai_sft import OpenAISftExporter
 
@@ -34,16 +36,8 @@ class ShareGptExporter:
 
     def companions(self, data_file: str) -> list[tuple[str, bytes, str]]:
         """LLaMA-Factory's dataset_info.json beside the data (its sharegpt defaults for roles and tags)."""
-        entry = data_file.rsplit(".", 1)[0]
-        info = {
-            entry: {
-                "file_name": data_file,
-                "formatting": "sharegpt",
-                "columns": {"messages": "conversations", "system": "system", "tools": "tools"},
-            }
-        }
-        what = f"registers the rows with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {entry})"
-        return [("dataset_info.json", json.dumps(info, indent=2, sort_keys=True).encode() + b"\n", what)]
+        columns = {"messages": "conversations", "system": "system", "tools": "tools"}
+        return [dataset_info(data_file, columns, what="the rows")]
 
     def rows(self, source: Source) -> Iterator[dict[str, Any]]:
         for chat in self.chat.rows(source):
@@ -117,3 +111,19 @@ def alternating(turns: list[dict[str, str]]) -> list[dict[str, str]]:
     while out and out[-1]["from"] != "gpt":
         out.pop()
     return out
+
+
+def dataset_info(
+    data_file: str, columns: dict[str, str], *, what: str, ranking: bool = False
+) -> tuple[str, bytes, str]:
+    """LLaMA-Factory's dataset_info.json for a sharegpt-formatted file, as a companion (name, content, what it is
+    for the dataset card): point `dataset_dir` at its folder and `dataset` at the entry (the file's name without
+    its extension)."""
+    entry_name = data_file.rsplit(".", 1)[0]
+    entry: dict[str, Any] = {"file_name": data_file, "formatting": "sharegpt"}
+    if ranking:
+        entry["ranking"] = True
+    entry["columns"] = columns
+    content = orjson.dumps({entry_name: entry}, option=orjson.OPT_INDENT_2) + b"\n"
+    purpose = f"registers {what} with LLaMA-Factory (`dataset_dir`: this folder, `dataset`: {entry_name})"
+    return "dataset_info.json", content, purpose

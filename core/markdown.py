@@ -9,8 +9,6 @@ and address, not loaded: the strict CSP would block other origins anyway, and gu
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
@@ -53,6 +51,6 @@ def _parser() -> MarkdownIt:
 _MD = _parser()
 
 
-def render_markdown(text: str, **_: Any) -> SafeString:
+def render_markdown(text: str) -> SafeString:
     """The text as sanitised HTML (see the module docstring)."""
     return mark_safe(_MD.render(text or ""))  # noqa: S308 - raw HTML is off; every text node is escaped

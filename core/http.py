@@ -5,6 +5,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django import forms
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -75,3 +76,15 @@ def paginated_response(request: Request, items: Any, serializer: type[Serializer
     paginator = PageNumberPagination()
     page = paginator.paginate_queryset(items, request)
     return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+def form_add_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """A service's ValidationError on the form: each error on the field it names (a key `field/0/name`, a JSON
+    pointer within it, goes on `field` with the pointer in front), the others above the form."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for key, errors in exc.message_dict.items():
+        name = key.split("/")[0]
+        prefix = f"{key}: " if key != name else ""
+        form.add_error(name if name in form.fields else None, [prefix + e for e in errors])

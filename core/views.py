@@ -2,14 +2,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.forms import Form
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.forms import MemberForm, ProjectCreateForm, ProjectSettingsForm
-from core.http import AuthenticatedHttpRequest, render_page
+from core.http import AuthenticatedHttpRequest, form_add_service_errors, render_page
 from core.markdown import render_markdown
 from core.models import Membership
 from core.selectors import (
@@ -39,13 +38,6 @@ def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render_page(request, "core/project_list.html", context)
 
 
-def _add_errors(form: Form, exc: ValidationError) -> None:
-    """A service's errors on the form's fields (those it has no field for above the form)."""
-    for field, problems in (exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}).items():
-        for problem in problems:
-            form.add_error(field if field in form.fields else None, problem)
-
-
 @require_http_methods(["GET", "POST"])
 def project_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     """Staff, or holders of `core.add_project`, start a project and become its project manager."""
@@ -55,7 +47,7 @@ def project_new(request: AuthenticatedHttpRequest) -> HttpResponse:
         try:
             project = project_create_managed(actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, f"Project “{project.name}” created; you are its project manager.")
             return redirect("core:project_settings", project_slug=project.slug)
@@ -73,7 +65,7 @@ def project_settings(request: AuthenticatedHttpRequest, project_slug: str) -> Ht
         try:
             project_update(actor=request.user, project=project, changes=form.changes(project))
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             bumped = (
                 f" Guidelines are now version {project.guideline_version}."

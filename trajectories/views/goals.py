@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from core.http import AuthenticatedHttpRequest, render_page
+from core.http import AuthenticatedHttpRequest, form_add_service_errors, render_page
 from core.selectors import MANAGE_ROLES, check_role, project_get_for_user
 from trajectories.models import Band, Goal
 from trajectories.selectors.goals import (
@@ -123,16 +123,6 @@ def _done(request: AuthenticatedHttpRequest, name: str, project_slug: str) -> Ht
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def _add_errors(form: forms.Form, exc: ValidationError) -> None:
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc)
-        return
-    for key, errors in exc.message_dict.items():
-        name = key.split("/")[0]
-        prefix = f"{key}: " if key != name else ""
-        form.add_error(name if name in form.fields else None, [prefix + e for e in errors])
-
-
 # ---------------------------------------------------------------- goals
 
 
@@ -169,7 +159,7 @@ def _goal_form_page(request: AuthenticatedHttpRequest, project_slug: str, goal_i
                 messages.success(request, f"Goal #{goal.pk} saved.")
             return _done(request, "trajectories:goal_list", project.slug)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
     status = 422 if request.method == "POST" else 200
     context = {"project": project, "role": role, "form": form, "goal": goal}
     return render_page(request, "trajectories/goals/goal_form.html", context, partial="form", status=status)
@@ -205,7 +195,7 @@ def goal_import(request: AuthenticatedHttpRequest, project_slug: str) -> HttpRes
                 tags=[t for t in data["tags"].replace(";", ",").split(",") if t.strip()],
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
     status = 422 if request.method == "POST" and report is None else 200
     context = {"project": project, "role": role, "form": form, "report": report}
     return render_page(request, "trajectories/goals/goal_import.html", context, status=status)
@@ -256,7 +246,7 @@ def leak_list_upload(request: AuthenticatedHttpRequest, project_slug: str) -> Ht
                 actor=request.user, project=project, name=form.cleaned_data["name"], stream=form.cleaned_data["upload"]
             )
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(
                 request,
@@ -278,7 +268,7 @@ def swe_task_override(request: AuthenticatedHttpRequest, project_slug: str, task
         try:
             swe_services.swe_task_override(actor=request.user, task=task, reason=form.cleaned_data["reason"])
         except ValidationError as exc:
-            _add_errors(form, exc)
+            form_add_service_errors(form, exc)
         else:
             messages.success(request, f"{task.instance_id} may be annotated: override recorded.")
             return _done(request, "trajectories:swe_task_list", project.slug)

@@ -4,16 +4,33 @@ zstd is chosen over zlib/gzip because the import's reading thread is its critica
 zstd level 1 compresses these JSON records about twice as fast as zlib level 1, a whole
 upload about four times as fast (on two threads), and decompresses twice as fast, with a
 similar or better ratio (bench/import_bench.py shows the effect on the whole import).
+
+Records of one file repeat each other: every τ-bench run carries the same policy prompt, every
+OpenHands run the same system prompt and tool list. A `PayloadPacker` compresses an import's
+first `DICTIONARY_RECORDS` payloads alone and the rest against them, as a zstd raw-content
+dictionary (a `PayloadDictionary` row). On the τ-bench corpus a payload then takes 0.3 KB
+instead of 4 KB and a third of the time to compress. Such a blob is a zstd skippable frame
+that names the dictionary, then the zstd frame:
+
+    magic 0x184D2A5E (u32 LE) · 8 (u32 LE) · the dictionary's id (u64 LE) · zstd frame
+
+A blob without a dictionary is one zstd frame, as before.
 """
 
 from __future__ import annotations
 
+import struct
 import threading
-from typing import IO
+from collections.abc import Callable
+from typing import IO, NamedTuple
 
 import zstandard
 
 LEVEL = 1
+DICTIONARY_RECORDS = 4  # payloads compressed alone; the dictionary is made of them
+DICTIONARY_BYTES = 128 << 10  # at most this much of them (the last bytes): zstd's window at level 1 is larger
+_HEAD = struct.Struct("<IIQ")
+_MAGIC = 0x184D2A5E  # one of the sixteen skippable-frame magic numbers (RFC 8878, 3.1.2)
 _local = threading.local()
 
 
@@ -25,12 +42,67 @@ def _compressor() -> zstandard.ZstdCompressor:
 
 
 def pack(raw: bytes) -> bytes:
-    """A record's bytes, compressed for the database."""
+    """A record's bytes, compressed for the database, alone."""
     return _compressor().compress(raw)
 
 
-def unpack(blob: bytes) -> bytes:
-    return zstandard.ZstdDecompressor().decompress(bytes(blob))
+class Packed(NamedTuple):
+    blob: bytes
+    dictionary_id: int | None  # the dictionary the blob needs, if any
+    dictionary: bytes | None  # its bytes, with the first blob that needs it (the caller stores them)
+
+
+class PayloadPacker:
+    """Compresses the payloads of one import process, in order (not safe to share between threads).
+
+    `dictionary_id` is the id its dictionary will be stored under (allocated beforehand: a parse
+    worker cannot reach the database); None compresses every payload alone."""
+
+    def __init__(self, dictionary_id: int | None) -> None:
+        self._dictionary_id = dictionary_id
+        self._samples: list[bytes] = []
+        self._compressor: zstandard.ZstdCompressor | None = None
+        self._head = b""
+
+    def pack(self, raw: bytes) -> Packed:
+        if self._compressor is not None:
+            return Packed(self._head + self._compressor.compress(raw), self._dictionary_id, None)
+        if self._dictionary_id is None or len(self._samples) < DICTIONARY_RECORDS:
+            if self._dictionary_id is not None:
+                self._samples.append(raw)
+            return Packed(pack(raw), None, None)
+        dictionary = b"".join(self._samples)[-DICTIONARY_BYTES:]
+        self._samples = []
+        self._compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=_dictionary(dictionary, compress=True))
+        self._head = _HEAD.pack(_MAGIC, 8, self._dictionary_id)
+        return Packed(self._head + self._compressor.compress(raw), self._dictionary_id, dictionary)
+
+
+def _dictionary(data: bytes, *, compress: bool = False) -> zstandard.ZstdCompressionDict:
+    dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    if compress:
+        dictionary.precompute_compress(level=LEVEL)
+    return dictionary
+
+
+def dictionary_of(blob: bytes | memoryview) -> int | None:
+    """The id of the dictionary a payload blob needs, or None."""
+    if len(blob) >= _HEAD.size:
+        magic, size, dictionary_id = _HEAD.unpack_from(blob)
+        if magic == _MAGIC and size == 8:
+            return int(dictionary_id)
+    return None
+
+
+def unpack(blob: bytes | memoryview, dictionary: Callable[[int], bytes] | None = None) -> bytes:
+    """A payload's original bytes; `dictionary(id)` gives the bytes of a dictionary it needs."""
+    blob = bytes(blob)
+    dictionary_id = dictionary_of(blob)
+    if dictionary_id is None:
+        return zstandard.ZstdDecompressor().decompress(blob)
+    if dictionary is None:
+        raise ValueError(f"this payload is compressed against dictionary {dictionary_id}; none was given")
+    return zstandard.ZstdDecompressor(dict_data=_dictionary(dictionary(dictionary_id))).decompress(blob[_HEAD.size :])
 
 
 def file_writer(out: IO[bytes]) -> zstandard.ZstdCompressionWriter:

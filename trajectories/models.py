@@ -239,6 +239,18 @@ class TrajectoryStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+class PayloadDictionary(models.Model):
+    """What an import compresses its later record payloads against: its first records' bytes, as stored
+    (scrubbed), used as a zstd raw-content dictionary (trajectories.blobs). A payload blob names its own."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"payload dictionary #{self.pk}"
+
+
 class Trajectory(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="trajectories")
     goal = models.ForeignKey(Goal, on_delete=models.SET_NULL, null=True, blank=True, related_name="trajectories")
@@ -255,7 +267,9 @@ class Trajectory(models.Model):
     trial = models.IntegerField(null=True, blank=True)
     goal_text = models.TextField(blank=True)
     content_sha256 = models.CharField(max_length=64, help_text="sha256 of the run's canonical JSON.")
-    payload = models.BinaryField(help_text="The record's original bytes, zstd-compressed (trajectories.blobs).")
+    payload = models.BinaryField(
+        help_text="The record's original bytes, zstd-compressed, alone or against a PayloadDictionary (trajectories.blobs)."
+    )
     payload_sha256 = models.CharField(max_length=64)
     final_answer = models.TextField(blank=True)
     outcome_reward = models.FloatField(null=True, blank=True)

@@ -13,10 +13,10 @@ from django.utils import timezone
 from core.models import Project
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
-from trajectories.blobs import unpack
 from trajectories.formats.base import ParsedRun, RunStep
 from trajectories.formats.canonical import run_to_dict
 from trajectories.models import ImportJob, ImportStatus, Step, Tool, ToolRegistry, Trajectory
+from trajectories.selectors.runs import trajectory_payload
 
 pytestmark = pytest.mark.smoke  # nothing here depends on PostgreSQL: both backends must store the same values
 
@@ -297,7 +297,9 @@ def test_a_gzip_upload_imports_the_same_as_the_plain_file(project: Project, pm) 
     assert packed.errors == plain.errors
 
     def stored(p: Project) -> set[tuple[str, bytes, str]]:
-        return {(t.content_sha256, unpack(t.payload), t.source_pointer) for t in Trajectory.objects.filter(project=p)}
+        return {
+            (t.content_sha256, trajectory_payload(t), t.source_pointer) for t in Trajectory.objects.filter(project=p)
+        }
 
     assert stored(other) == stored(project)
     assert len(stored(project)) == 2
@@ -317,7 +319,7 @@ def test_a_nul_character_imports_and_the_payload_keeps_the_original_bytes(projec
     assert step.observation == f"before{nul}after"
     assert trajectory.goal_text == f"ques{nul}tion"
     assert step.state == [{"role": "user", "content": f"ques{nul}tion"}]
-    assert unpack(trajectory.payload) == line
+    assert trajectory_payload(trajectory) == line
     assert_nothing_half_written(project)
 
 

@@ -10,9 +10,9 @@ from django.db import connection
 
 from tests.trajectories.fixtures_util import run_import
 from tests.trajectories.test_views import _record
-from trajectories.blobs import unpack
 from trajectories.formats.scrub import scrub
 from trajectories.models import ImportStatus, Trajectory
+from trajectories.selectors.runs import trajectory_payload
 
 KEY = "sk-live-abcdefghijklmnopqrstuvwxyz012345"
 BEARER = "Bearer eyJhbGciOiJIUzI1NiJ9.payload.signature"
@@ -52,7 +52,7 @@ def test_secrets_in_metadata_are_scrubbed_everywhere_they_would_be_stored(projec
     assert job.scrubbed == {"/metadata/llm_config/api_key": 1, "/metadata/headers/Authorization": 1}
     trajectory = Trajectory.objects.get(project=project, goal_text="with secrets")
     assert trajectory.metadata["llm_config"]["api_key"] == "[scrubbed]"
-    payload = unpack(trajectory.payload)
+    payload = trajectory_payload(trajectory)
     assert KEY.encode() not in payload and BEARER.encode() not in payload and b'"[scrubbed]"' in payload
     with job.source_file.stored.open("rb") as stored:
         kept = zstandard.ZstdDecompressor().decompressobj().decompress(stored.read())

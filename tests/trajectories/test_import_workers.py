@@ -18,6 +18,7 @@ from config.celery import app as celery_app
 from tests.trajectories.test_views import _record
 from tests.trajectories.test_worker import _database_url, _stop, _wait_for
 from trajectories.models import ImportJob, ImportStatus, Step, Trajectory
+from trajectories.selectors.runs import trajectory_payload
 from trajectories.services import import_workers, imports
 from trajectories.services.imports import import_job_create, import_job_run, source_file_store
 
@@ -70,9 +71,15 @@ def _import(project, name: str, data: bytes) -> ImportJob:
 def _stored(project) -> list[tuple]:
     steps = Step.objects.filter(trajectory__project=project).order_by("trajectory_id", "index")
     step_rows = [tuple(v for k, v in row.items() if k not in ("id", "trajectory_id")) for row in steps.values()]
+    # payloads as their bytes: each process compresses against a dictionary of its own (blobs.PayloadPacker)
+    ignored = ("id", "project_id", "source_file_id", "goal_id", "created_at", "payload")
     trajectories = [
-        tuple(v for k, v in row.items() if k not in ("id", "project_id", "source_file_id", "goal_id", "created_at"))
-        for row in Trajectory.objects.filter(project=project).order_by("id").values()
+        (*(v for k, v in row.items() if k not in ignored), trajectory_payload(t))
+        for t, row in zip(
+            Trajectory.objects.filter(project=project).order_by("id"),
+            Trajectory.objects.filter(project=project).order_by("id").values(),
+            strict=True,
+        )
     ]
     return [*trajectories, *step_rows]
 
@@ -97,7 +104,9 @@ def test_workers_store_what_the_serial_path_stores(project, pm, monkeypatch) -> 
     data = _tau_bench_file()
     forks: list[int] = []
     fork = import_workers.ParseWorkers._fork
-    monkeypatch.setattr(import_workers.ParseWorkers, "_fork", lambda self, tx: (forks.append(1), fork(self, tx)))
+    monkeypatch.setattr(
+        import_workers.ParseWorkers, "_fork", lambda self, tx, number: (forks.append(1), fork(self, tx, number))
+    )
     parallel = _import(project, "runs.jsonl", data)
     assert len(forks) == imports.PARSE_WORKERS > 0  # the workers ran
     other = project_create(actor=pm, name="Serial", kind=project.kind)
@@ -112,7 +121,7 @@ def test_workers_store_what_the_serial_path_stores(project, pm, monkeypatch) -> 
 
 @pytest.mark.django_db
 def test_a_worker_that_dies_fails_the_job_readably(project, monkeypatch) -> None:
-    monkeypatch.setattr(import_workers.ParseWorkers, "_work", lambda self, inbox, outbox, tx: os._exit(3))
+    monkeypatch.setattr(import_workers.ParseWorkers, "_work", lambda self, inbox, outbox, tx, prepare_one: os._exit(3))
     job = _import(project, "runs.jsonl", _record("one") + _record("two"))
     assert job.status == ImportStatus.FAILED
     assert "internal error (WorkerCrashed)" in job.error
@@ -172,7 +181,9 @@ def test_workers_read_a_json_array_as_the_serial_path_does(project, pm, monkeypa
     data = _tau_bench_array(tail)
     forks: list[int] = []
     fork = import_workers.ParseWorkers._fork
-    monkeypatch.setattr(import_workers.ParseWorkers, "_fork", lambda self, tx: (forks.append(1), fork(self, tx)))
+    monkeypatch.setattr(
+        import_workers.ParseWorkers, "_fork", lambda self, tx, number: (forks.append(1), fork(self, tx, number))
+    )
     parallel = _import(project, "results.json", data)
     assert len(forks) == imports.PARSE_WORKERS > 0  # the array's elements went to the workers
     other = project_create(actor=pm, name="Serial", kind=project.kind)

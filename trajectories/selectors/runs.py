@@ -10,7 +10,17 @@ from django.http import Http404
 
 from core.models import Project, Role
 from core.selectors import REVIEW_ROLES
-from trajectories.models import Band, Goal, ImportJob, Step, ToolRegistry, Trajectory, TrajectoryStatus
+from trajectories.blobs import unpack
+from trajectories.models import (
+    Band,
+    Goal,
+    ImportJob,
+    PayloadDictionary,
+    Step,
+    ToolRegistry,
+    Trajectory,
+    TrajectoryStatus,
+)
 
 UserLike = User | AnonymousUser
 
@@ -133,3 +143,12 @@ def import_job_get_for_user(*, project: Project, role: str, job_id: int) -> Impo
     if job is None:
         raise Http404("No such import.")
     return job
+
+
+def trajectory_payload(trajectory: Trajectory) -> bytes:
+    """The record's bytes as the import kept them (secrets in its metadata scrubbed)."""
+
+    def dictionary(dictionary_id: int) -> bytes:
+        return bytes(PayloadDictionary.objects.get(pk=dictionary_id, project_id=trajectory.project_id).data)
+
+    return unpack(bytes(trajectory.payload), dictionary)

@@ -102,13 +102,15 @@ class ParseWorkers:
         self,
         *,
         count: int,
-        prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
+        prepare_one: Callable[[int], Callable[[RawRecord], PreparedRun | RecordError]],
         writer: BatchWriter,
         source_fd: int | None = None,
         source_name: str = "",
         serial_from: Callable[[int], Iterator[RawRecord | RecordError]] | None = None,
     ) -> None:
-        """`source_fd` is the plain file that spans point into; `serial_from(n)` reads its records
+        """`prepare_one(i)` is what worker i prepares its records with (i = `count`: this process, when it
+        reads on serially); each has its own, as each compresses against a dictionary of its own.
+        `source_fd` is the plain file that spans point into; `serial_from(n)` reads its records
         from the n-th on as the serial import would (for a SerialFrom, see reading.scan_json_array)."""
         self._count = count
         self._prepare_one = prepare_one
@@ -130,14 +132,14 @@ class ParseWorkers:
         with connection.cursor() as wrapper:
             tx = adapt.Transformer(wrapper.cursor)
         try:
-            for _ in range(self._count):
-                self._fork(tx)
+            for number in range(self._count):
+                self._fork(tx, number)
         except BaseException:
             self._shutdown()
             raise
         return self
 
-    def _fork(self, tx: Transformer) -> None:
+    def _fork(self, tx: Transformer, number: int) -> None:
         to_worker_r, to_worker_w = _pipe()
         from_worker_r, from_worker_w = _pipe()
         pid = os.fork()
@@ -148,7 +150,8 @@ class ParseWorkers:
                 os.close(from_worker_r)
                 for other in (*self._inboxes, *self._outboxes):  # earlier workers' pipe ends
                     os.close(other.fileno())
-                code = self._work(os.fdopen(to_worker_r, "rb"), os.fdopen(from_worker_w, "wb"), tx)
+                prepare_one = self._prepare_one(number)
+                code = self._work(os.fdopen(to_worker_r, "rb"), os.fdopen(from_worker_w, "wb"), tx, prepare_one)
             finally:
                 os._exit(code)
         os.close(to_worker_r)
@@ -192,8 +195,9 @@ class ParseWorkers:
         self.stop()  # what the workers have of the rest is not wanted
         if self._serial_from is None:
             raise WorkerCrashed("a span could not be read, and there is no serial reader to fall back on")
+        prepare_one = self._prepare_one(self._count)
         for record in self._serial_from(count):
-            yield position, record if isinstance(record, RecordError) else self._prepare_one(record)
+            yield position, record if isinstance(record, RecordError) else prepare_one(record)
 
     def _feed(
         self, records: Iterator[RawRecord | RecordError | RecordSpan | SerialFrom], position: Callable[[], int]
@@ -276,7 +280,13 @@ class ParseWorkers:
 
     # ------------------------------------------------------------------ the worker process
 
-    def _work(self, inbox: IO[bytes], outbox: IO[bytes], tx: Transformer) -> int:
+    def _work(
+        self,
+        inbox: IO[bytes],
+        outbox: IO[bytes],
+        tx: Transformer,
+        prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
+    ) -> int:
         gc.freeze()  # what it inherited is never collected here: leave those pages shared
         # A record's objects go by reference counting once it is answered; a collection only ever finds the
         # rare cycle (an exception's traceback), so let collections come seldom: 6 % of a worker's time on
@@ -291,7 +301,7 @@ class ParseWorkers:
                     _send(outbox, record)
                     outbox.flush()
                     continue
-                result = self._prepare_one(record)
+                result = prepare_one(record)
                 if isinstance(result, PreparedRun):
                     try:
                         rendered: Any = self._writer.render(result, tx)

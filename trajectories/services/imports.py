@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from core.models import Project
 from core.services import audit_record
-from trajectories.blobs import file_unpack, file_writer
+from trajectories.blobs import PayloadPacker, file_unpack, file_writer
 from trajectories.formats import IMPORTERS, Importer, RawRecord, RecordError, importer_detect, importer_get
 from trajectories.formats.reading import (
     RecordSpan,
@@ -290,6 +290,14 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             on_progress(job)
 
     defaults = (job.default_model, job.default_scaffold)
+    # Each process that prepares records compresses their payloads with a packer of its own
+    # (blobs.PayloadPacker): the parse workers, and this process where it prepares records itself.
+    dictionary_ids = writer.allocate_dictionary_ids(PARSE_WORKERS + 1)
+
+    def preparer(number: int) -> Callable[[RawRecord], PreparedRun | RecordError]:
+        packer = PayloadPacker(dictionary_ids[number])
+        return lambda record: _prepare_one(importer, record, defaults, packer)
+
     with contextlib.ExitStack() as stack:
         # How the importer cuts the file ("jsonl", "array", "document"); only the parallel formats say.
         container_of: Callable[[bytes], str] | None = getattr(importer, "container", None)
@@ -314,7 +322,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             workers = stack.enter_context(
                 ParseWorkers(
                     count=PARSE_WORKERS,
-                    prepare_one=lambda record: _prepare_one(importer, record, defaults),
+                    prepare_one=preparer,
                     writer=writer,
                     source_fd=plain.fileno(),
                     source_name=name,
@@ -326,7 +334,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         else:
             # Reading and parsing run one batch ahead in a thread of their own, so that they go on
             # while this thread waits for the database to take the previous batch (see _ReadAhead).
-            items = _prepared_runs(importer, records, bytes_so_far, defaults)
+            items = _prepared_runs(records, bytes_so_far, preparer(PARSE_WORKERS))
             stop = None
         prepared_runs = stack.enter_context(_ReadAhead(items, limit=BATCH_STEPS, limit_bytes=BATCH_BYTES, stop=stop))
         for position, prepared in prepared_runs:
@@ -405,27 +413,28 @@ def _archive_records(
 
 
 def _prepared_runs(
-    importer: Importer,
     records: Iterator[RawRecord | RecordError],
     position: Callable[[], int],
-    defaults: tuple[str, str] = ("", ""),
+    prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
 ) -> Iterator[tuple[int, PreparedRun | RecordError]]:
     """Each record parsed and prepared (or the located error that rejects it), with the bytes read so far."""
     for item in records:
         if isinstance(item, RecordError):
             yield position(), item
             continue
-        prepared = _prepare_one(importer, item, defaults)
+        prepared = prepare_one(item)
         yield position(), prepared
 
 
-def _prepare_one(importer: Importer, item: RawRecord, defaults: tuple[str, str]) -> PreparedRun | RecordError:
+def _prepare_one(
+    importer: Importer, item: RawRecord, defaults: tuple[str, str], packer: PayloadPacker | None = None
+) -> PreparedRun | RecordError:
     """One record parsed and prepared, or the located error that rejects it."""
     try:
         run = importer.parse(item)
         run.model = run.model or defaults[0]  # what the uploader said, for files that name none
         run.scaffold = run.scaffold or defaults[1]
-        return prepare(item, run)
+        return prepare(item, run, packer)
     except RecordError as exc:
         exc.where = exc.where or item.where
         exc.line = exc.line or item.line

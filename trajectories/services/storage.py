@@ -20,13 +20,13 @@ from psycopg.abc import Transformer
 from psycopg.copy import LibpqWriter
 
 from core.models import Project
-from trajectories.blobs import pack
+from trajectories.blobs import Packed, PayloadPacker, pack
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import canonical_json, content_sha256, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
 from trajectories.formats.times import parse_iso
 from trajectories.hooks import StoredRun, fire_runs_stored
-from trajectories.models import Goal, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
+from trajectories.models import Goal, PayloadDictionary, SourceFile, Step, SweTask, Trajectory, TrajectoryStatus
 
 # COPY data is handed to libpq without waiting for the server until this much is pending: the
 # server then ingests rows while we build the next ones, instead of both taking turns.
@@ -52,6 +52,8 @@ class PreparedRun:
     # for arguments that are None): dumped once, for the content hash, the spans and the rows.
     step_json: list[tuple[str, str | None]]
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
+    dictionary_id: int | None = None  # the PayloadDictionary the payload is compressed against
+    dictionary: bytes | None = None  # its bytes, on the first run that needs it (the writer stores them)
 
     # What the writer and the import loop read, named alike on RenderedRun.
     @property
@@ -117,6 +119,8 @@ class RenderedRun:
     trajectory_tail: bytes
     step_rows: bytes
     sections: dict[str, Any] = field(default_factory=dict)  # ParsedRun.sections
+    dictionary_id: int | None = None  # as on PreparedRun
+    dictionary: bytes | None = None
 
     @property
     def size(self) -> int:
@@ -189,8 +193,9 @@ def _scrub_payload(raw: bytes, secrets: set[str]) -> bytes:
     return raw
 
 
-def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
+def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = None) -> PreparedRun:
     """Validate, hash, compress and locate a parsed run; RecordError for what cannot be stored.
+    `packer` compresses the payload (the import's, see blobs.PayloadPacker); without one, alone.
 
     All of this is done without the database, so the import does it on its reading thread,
     leaving the writing thread to feed PostgreSQL (see imports._ReadAhead). Secrets in the
@@ -226,16 +231,21 @@ def prepare(record: RawRecord, run: ParsedRun) -> PreparedRun:
         (_stored_json(state, step.state), None if arguments is None else _stored_json(arguments, step.arguments))
         for (state, arguments), step in zip(dumped, run.steps, strict=True)
     ]
+    located = spans(run, arguments_texts)
+    # compressed last: a packer's new dictionary comes with this run, which nothing after may refuse
+    packed = packer.pack(raw) if packer is not None else Packed(pack(raw), None, None)
     return PreparedRun(
         record=record,
         run=run,
         content_sha256=content,
         payload_sha256=sha256_hex(raw),
-        payload=pack(raw),
+        payload=packed.blob,
         secrets=found.values,
-        spans=spans(run, arguments_texts),
+        spans=located,
         times=times,
         step_json=step_json,
+        dictionary_id=packed.dictionary_id,
+        dictionary=packed.dictionary,
     )
 
 
@@ -308,6 +318,20 @@ class BatchWriter:
         self.importer_version = importer_version
         self.tools = tools  # name → Tool id of the active frozen registry; None when there is none
         self.use_copy = connection.vendor == "postgresql"
+        self._dictionaries: dict[int, bytes] = {}  # the import's payload dictionaries, by id
+        self._stored_dictionaries: set[int] = set()  # those committed
+
+    def allocate_dictionary_ids(self, count: int) -> list[int | None]:
+        """Ids for the payload dictionaries of `count` packers (PostgreSQL hands them out ahead of the
+        rows; elsewhere there are none, and payloads are compressed alone)."""
+        if not self.use_copy:
+            return [None] * count
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [PayloadDictionary._meta.db_table, count],
+            )
+            return [row[0] for row in cursor.fetchall()]
 
     def render(self, prepared: PreparedRun, tx: Transformer) -> RenderedRun:
         """The run's rows as COPY text, rendered as `_copy` would render them (the same values,
@@ -330,12 +354,18 @@ class BatchWriter:
             trajectory_tail=tail,
             step_rows=rows,
             sections=prepared.run.sections,
+            dictionary_id=prepared.dictionary_id,
+            dictionary=prepared.dictionary,
         )
 
     def write(self, batch: list[Prepared]) -> BatchResult:
         """Write the batch in one transaction. Should the database refuse it, write the records one
         by one, so that only the refused ones are lost, each reported where it was in the file.
         A record the runs-stored hook refuses (RecordError) is lost the same way, with the hook's reason."""
+        for p in batch:  # a new payload dictionary comes with one run, which may be refused or a duplicate
+            if p.dictionary is not None and p.dictionary_id is not None:
+                self._dictionaries[p.dictionary_id] = p.dictionary
+                p.dictionary = None
         try:
             return self._write(batch)
         except LOST_CONNECTION:
@@ -374,6 +404,10 @@ class BatchWriter:
             fresh, duplicates = self._drop_duplicates(batch)
             if not fresh:
                 return BatchResult([], 0, duplicates, 0)
+            needed = {p.dictionary_id for p in fresh if p.dictionary_id is not None} - self._stored_dictionaries
+            PayloadDictionary.objects.bulk_create(
+                [PayloadDictionary(id=i, project=self.project, data=self._dictionaries[i]) for i in sorted(needed)]
+            )
             goal_ids = self._goal_ids(fresh)
             task_ids = self._task_ids(fresh)
             if self.use_copy:
@@ -385,6 +419,7 @@ class BatchWriter:
             stored = [StoredRun(i, p.sections, p.where, p.line) for p, i in zip(fresh, ids, strict=True) if p.sections]
             if stored:
                 fire_runs_stored(self.project, stored)
+        self._stored_dictionaries |= needed
         return BatchResult(ids, steps, duplicates, unknown)
 
     def _drop_duplicates(self, batch: list[Prepared]) -> tuple[list[Prepared], int]:

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
-from trajectories.blobs import unpack
 from trajectories.formats import importer_detect
 from trajectories.formats.base import RawRecord, RecordError
 from trajectories.formats.canonical import content_sha256, run_to_dict
 from trajectories.formats.openhands import OpenHandsImporter
 from trajectories.models import ImportStatus, Step, Trajectory
+from trajectories.selectors.runs import trajectory_payload
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openhands"
 SAMPLE = "openhands_trajectory_wrong_initial_state.json"
@@ -171,8 +171,8 @@ def test_an_api_key_in_llm_config_never_reaches_the_database(project) -> None:
     assert job.scrubbed == {"/metadata/llm_config/api_key": 3}  # the masked one is scrubbed too
     for trajectory in Trajectory.objects.filter(project=project):
         assert trajectory.metadata["llm_config"]["api_key"] == "[scrubbed]"
-        stored = orjson.dumps([trajectory.metadata, trajectory.outcome, trajectory.alternatives]) + unpack(
-            trajectory.payload
+        stored = orjson.dumps([trajectory.metadata, trajectory.outcome, trajectory.alternatives]) + trajectory_payload(
+            trajectory
         )
         assert not any(secret in stored for secret in secrets)
     for step in Step.objects.filter(trajectory__project=project):

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
-from trajectories.blobs import unpack
 from trajectories.formats import importer_detect
 from trajectories.formats.base import RawRecord, RecordError
 from trajectories.formats.canonical import content_sha256, run_to_dict
 from trajectories.formats.tau2_bench import Tau2BenchImporter
 from trajectories.models import Goal, ImportStatus, Step, Trajectory
+from trajectories.selectors.runs import trajectory_payload
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tau2_bench"
 RESULTS = FIXTURES / "results.json"
@@ -62,7 +62,7 @@ def test_a_results_file_imports_each_simulation_with_its_task_and_model(project)
     assert good.outcome["details"]["termination_reason"] == "user_stop"
     assert good.outcome["details"]["reward_info"]["db_check"] == {"db_match": True, "db_reward": 1.0}
     assert good.metadata["run"]["agent"]["llm_args"]["api_key"] == "[scrubbed]"  # secrets never stored
-    assert b"sk-test-DO-NOT-KEEP" not in unpack(bytes(good.payload))
+    assert b"sk-test-DO-NOT-KEEP" not in trajectory_payload(good)
     assert good.final_answer.startswith("Your reservation EHGLP3 is cancelled")
     steps = list(good.steps.order_by("index"))
     assert [(s.kind, s.tool_name) for s in steps] == [

@@ -44,8 +44,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from django.db import connection
-from psycopg import adapt
 from psycopg.abc import Transformer
 
 from trajectories.formats import RawRecord, RecordError
@@ -128,9 +126,8 @@ class ParseWorkers:
     # ------------------------------------------------------------------ this process
 
     def __enter__(self) -> ParseWorkers:
-        # The dumpers COPY would use, looked up here once: a worker renders with the same ones.
-        with connection.cursor() as wrapper:
-            tx = adapt.Transformer(wrapper.cursor)
+        # The dumpers the writer's COPY uses, looked up here once: a worker renders with the same ones.
+        tx = self._writer.step_transformer()
         try:
             for number in range(self._count):
                 self._fork(tx, number)

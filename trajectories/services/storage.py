@@ -15,9 +15,11 @@ import orjson
 import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
-from psycopg._copy_base import format_row_text  # what Copy.write_row renders a row with
+from psycopg import adapt, pq
+from psycopg._copy_base import format_row_binary  # what Copy.write_row renders a binary row with
 from psycopg.abc import Transformer
 from psycopg.copy import LibpqWriter
+from psycopg.postgres import types as pg_types
 
 from core.models import Project
 from trajectories.blobs import Packed, PayloadPacker, pack
@@ -102,8 +104,8 @@ class RenderedRun:
     `trajectory_tail` is the trajectory row from `source_file_id` on (TRAJECTORY_FIELDS[3:]) in
     binary COPY format; the writer puts the id, project, goal and task before it and `created_at`
     after it.
-    `step_rows` are the step rows without their first column (the trajectory id), each ended
-    by a newline; COPY text escapes newlines inside values, so these are the only ones.
+    `step_rows` are the step rows in binary COPY format, each with 0 for its trajectory id, which
+    the writer puts in at `step_offsets` (where each row's id is, from the start of `step_rows`).
     """
 
     where: str
@@ -118,6 +120,7 @@ class RenderedRun:
     unknown: int
     trajectory_tail: bytes
     step_rows: bytes
+    step_offsets: list[int]
     sections: dict[str, Any] = field(default_factory=dict)  # ParsedRun.sections
     dictionary_id: int | None = None  # as on PreparedRun
     dictionary: bytes | None = None
@@ -334,12 +337,13 @@ class BatchWriter:
             return [row[0] for row in cursor.fetchall()]
 
     def render(self, prepared: PreparedRun, tx: Transformer) -> RenderedRun:
-        """The run's rows as COPY text, rendered as `_copy` would render them (the same values,
-        the same dumpers): done by a parse worker, so that the writer has nothing left per step."""
+        """The run's rows in binary COPY format, rendered as `_copy` would render them (the same values,
+        the same dumpers: `tx` is `step_transformer()`): done by a parse worker, so that the writer has
+        nothing left per step."""
         unknown = self._unknown(prepared.run)
         values = self._trajectory_values(prepared, None, None, unknown)
         tail = _binary_fields(values, TRAJECTORY_FIELDS[3:])
-        rows = self._step_rows(prepared, tx)
+        rows, offsets = self._step_rows(prepared, tx)
         return RenderedRun(
             where=prepared.where,
             line=prepared.line,
@@ -353,6 +357,7 @@ class BatchWriter:
             unknown=unknown,
             trajectory_tail=tail,
             step_rows=rows,
+            step_offsets=offsets,
             sections=prepared.run.sections,
             dictionary_id=prepared.dictionary_id,
             dictionary=prepared.dictionary,
@@ -564,13 +569,34 @@ class BatchWriter:
             end,
         )
 
-    def _step_rows(self, p: PreparedRun, tx: Transformer) -> bytes:
-        """The run's step rows as COPY text, without their first column (the trajectory id), each
-        ended by a newline (psycopg's C row writer: faster than building them in Python)."""
+    def _step_rows(self, p: PreparedRun, tx: Transformer) -> tuple[bytes, list[int]]:
+        """The run's step rows in binary COPY format with 0 for their trajectory id, and where in them
+        each row's id is (psycopg's C row writer, with `step_transformer()`'s dumpers)."""
         rows = bytearray()
+        offsets = []
         for i, (step, (state, arguments)) in enumerate(zip(p.run.steps, p.step_json, strict=True)):
-            format_row_text(self._step_row(p, i, step, state, arguments), tx, rows)
-        return bytes(rows)
+            offsets.append(len(rows) + _ID_AT)
+            format_row_binary((0, *self._step_row(p, i, step, state, arguments)), tx, rows)
+        return bytes(rows), offsets
+
+    @staticmethod
+    def step_transformer() -> Transformer:
+        """What renders step rows in binary COPY format: a dumper of each column's type (STEP_TYPES),
+        the jsonb columns taking the JSON text that `prepare` dumped."""
+        connection.ensure_connection()
+        conn = connection.connection
+        adapters = adapt.AdaptersMap(conn.adapters)
+        adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)
+
+        class Context:  # an AdaptContext: this connection's, with the dumper of JSON text
+            def __init__(self) -> None:
+                self.adapters = adapters
+                self.connection = conn
+
+        tx = adapt.Transformer(Context())
+        oids = [pg_types[STEP_TYPES.get(name, "text")].oid for name in ("trajectory_id", *STEP_FIELDS)]
+        tx.set_dumper_types(oids, pq.Format.BINARY)
+        return tx
 
     def _unknown(self, run: ParsedRun) -> int:
         if self.tools is None:
@@ -644,26 +670,30 @@ class BatchWriter:
                 out += _BINARY_TRAILER
                 copy.write(out)
             count = 0
+            # Step rows go in binary COPY format too: psycopg renders them faster than COPY text (no
+            # escaping), and PostgreSQL reads them faster (no parsing of escapes, numbers and dates).
             with cursor.copy(
-                f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN", writer=self._writer(cursor)
+                f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN (FORMAT BINARY)",
+                writer=self._writer(cursor),
             ) as copy:
-                tx = copy.formatter.transformer
-                out = bytearray()
+                tx = self.step_transformer() if any(isinstance(p, PreparedRun) for p in runs) else None
+                out = bytearray(_BINARY_SIGNATURE)
                 for p, trajectory_id in zip(runs, ids, strict=True):
-                    rows = p.step_rows if isinstance(p, RenderedRun) else self._step_rows(p, tx)
-                    if rows:
-                        # Each row gets the trajectory id in front: the rows' newlines are the
-                        # only ones in COPY text, so one replace puts it after each.
-                        prefix = b"%d\t" % trajectory_id
-                        out += prefix
-                        out += rows[:-1].replace(b"\n", b"\n" + prefix)
-                        out += b"\n"
+                    if isinstance(p, RenderedRun):
+                        rows, offsets = p.step_rows, p.step_offsets
+                    else:
+                        assert tx is not None
+                        rows, offsets = self._step_rows(p, tx)
+                    start = len(out)
+                    out += rows
+                    for offset in offsets:  # each row's trajectory id, in place of its 0
+                        _ID.pack_into(out, start + offset, trajectory_id)
                     count += p.step_count
                     if len(out) >= COPY_BLOCK_BYTES:
                         copy.write(out)
                         out = bytearray()
-                if out:
-                    copy.write(out)
+                out += _BINARY_TRAILER
+                copy.write(out)
         return ids, count, unknown_total
 
     @staticmethod
@@ -706,6 +736,8 @@ _BINARY_TRAILER = b"\xff\xff"
 _BINARY_ROW = struct.pack(">h", 2 + len(TRAJECTORY_FIELDS))  # id, the fields, created_at
 _BINARY_NULL = b"\xff\xff\xff\xff"
 _INT8 = struct.Struct(">iq")
+_ID = struct.Struct(">q")
+_ID_AT = 2 + 4  # a step row's trajectory id: after the row's field count and the field's length
 _INT4 = struct.Struct(">ii")
 _FLOAT8 = struct.Struct(">id")
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -779,3 +811,35 @@ STEP_FIELDS = (
     "char_end",
 )
 STEP_COLUMNS = ", ".join(("trajectory_id", *(f'"{c}"' for c in STEP_FIELDS)))
+# Each step column's PostgreSQL type, as `step_transformer` dumps it; the others are text (varchar or text).
+STEP_TYPES = {
+    "trajectory_id": "int8",
+    "index": "int4",
+    "state": "jsonb",
+    "tool_id": "int8",
+    "tool_known": "bool",
+    "arguments": "jsonb",
+    "success_flag": "bool",
+    "started_at": "timestamptz",
+    "ended_at": "timestamptz",
+    "latency_ms": "float8",
+    "prompt_tokens": "int4",
+    "completion_tokens": "int4",
+    "cost_usd": "float8",
+    "char_start": "int4",
+    "char_end": "int4",
+}
+
+
+class _JsonText(str):
+    """Only a key for `_JsonTextBinaryDumper` in an adapters map (rows carry plain str)."""
+
+
+class _JsonTextBinaryDumper(adapt.Dumper):
+    """JSON text, already dumped, as a jsonb field in binary format: version 1, then the text."""
+
+    format = pq.Format.BINARY
+    oid = pg_types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode()

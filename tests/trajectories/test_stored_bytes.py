@@ -1,6 +1,7 @@
-"""Record payloads compressed against their import's first records (trajectories.blobs.PayloadPacker):
-every payload comes back byte for byte, whichever process packed it and whatever became of the run that
-brought its dictionary; a dictionary holds only scrubbed bytes and goes with its project."""
+"""How an import stores its bytes: record payloads compressed against their import's first records
+(trajectories.blobs.PayloadPacker) come back byte for byte, whichever process packed them and whatever became
+of the run that brought their dictionary, and a dictionary holds only scrubbed bytes; rows go in binary COPY
+in each column's own format."""
 
 from __future__ import annotations
 
@@ -161,3 +162,26 @@ def test_the_serial_path_packs_with_a_dictionary_too(project, monkeypatch) -> No
     assert job.trajectories_imported == len(lines), job.errors
     assert PayloadDictionary.objects.filter(project=project).count() == 1
     assert _payloads(project) == {f"line {i + 1}": line.rstrip(b"\n") for i, line in enumerate(lines)}
+
+
+@pytest.mark.django_db
+def test_the_binary_copy_types_are_the_columns_types() -> None:
+    """Binary COPY sends no types: each field must be in its column's own format (varchar as text)."""
+    from trajectories.services.storage import STEP_FIELDS, STEP_TYPES, TRAJECTORY_FIELDS, TRAJECTORY_TYPES
+
+    def columns(table: str) -> dict[str, str]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, CASE WHEN t.typname = 'varchar' THEN 'text' ELSE t.typname END FROM pg_attribute a"
+                " JOIN pg_type t ON t.oid = a.atttypid WHERE attrelid = %s::regclass AND attnum > 0",
+                [table],
+            )
+            return dict(cursor.fetchall())
+
+    steps, trajectories = columns("trajectories_step"), columns("trajectories_trajectory")
+    assert {f: STEP_TYPES.get(f, "text") for f in ("trajectory_id", *STEP_FIELDS)} == {
+        f: steps[f] for f in ("trajectory_id", *STEP_FIELDS)
+    }
+    assert {f: TRAJECTORY_TYPES.get(f, "text") for f in TRAJECTORY_FIELDS} == {
+        f: trajectories[f] for f in TRAJECTORY_FIELDS
+    }

@@ -506,6 +506,9 @@ class Bench:
             "DEBUG": "0",
             "SECRET_KEY": "bench-only-secret-key",
             "MEDIA_ROOT": str(self.media),
+            # the broker's files (without REDIS_URL or CELERY_BROKER_URL, a filesystem broker) under the
+            # workdir: the messages an import queues (the checks of its runs) must not reach a real worker
+            "STEPWISE_VAR_DIR": str(workdir / "var"),
             "PYTHONPATH": str(ROOT),
         }
 
@@ -735,6 +738,8 @@ def main() -> None:
         out(
             f"protocol    : {args.repeats} interleaved pairs (COPY, import, …); tables truncated + CHECKPOINT before each run"
         )
+        broker = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "filesystem://"
+        out(f"broker      : {urlsplit(broker).scheme} (where the import queues the checks of its runs)")
         out(f"COPY        : {_fmt_rate(copy_rates)}   step rows, pre-rendered, into bench_copy_step")
         out(f"import      : {_fmt_rate(import_rates)}   {import_cmd}")
         out(

@@ -229,6 +229,17 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     return job
 
 
+def _connect_to_broker() -> None:
+    """Connect to the broker: the import ends by queueing work on what it stored (the checks, see
+    verification), and a first connection takes about 60 ms, most of it Python (loading the transport).
+    Done while this process mostly waits on the parse workers and PostgreSQL, it costs the import nothing."""
+    try:
+        with current_app.producer_or_acquire() as producer:  # back to the pool, connected, for send_task
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception:  # the messages are sent at the end all the same, and fail there readably
+        logger.info("could not connect to the broker ahead of the import's messages", exc_info=True)
+
+
 def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], None] | None) -> None:
     body = open_maybe_gzip(plain)  # the upload itself may have been gzipped
     archive = zipfile.ZipFile(body) if zipfile.is_zipfile(body) else None  # a directory of runs, zipped
@@ -337,6 +348,8 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             items = _prepared_runs(records, bytes_so_far, preparer(PARSE_WORKERS))
             stop = None
         prepared_runs = stack.enter_context(_ReadAhead(items, limit=BATCH_STEPS, limit_bytes=BATCH_BYTES, stop=stop))
+        # connected while the import runs, after the parse workers are forked (see _connect_to_broker)
+        threading.Thread(target=_connect_to_broker, name="import-broker", daemon=True).start()
         for position, prepared in prepared_runs:
             bytes_read = position  # what flush() reports as done
             job.records_seen += 1

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", runs.project_overview, name="project_overview"),
     path("trajectories/", runs.trajectory_list, name="trajectory_list"),
     path("trajectories/<int:trajectory_id>/", runs.trajectory_detail, name="trajectory_detail"),
+    path("trajectories/<int:trajectory_id>/record/", runs.trajectory_record, name="trajectory_record"),
     path("imports/", runs.import_upload, name="import_upload"),
     path("imports/<int:job_id>/", runs.import_detail, name="import_detail"),
     path("registries/", registries.registry_list, name="registry_list"),

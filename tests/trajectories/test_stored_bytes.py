@@ -185,3 +185,33 @@ def test_the_binary_copy_types_are_the_columns_types() -> None:
     assert {f: TRAJECTORY_TYPES.get(f, "text") for f in TRAJECTORY_FIELDS} == {
         f: trajectories[f] for f in TRAJECTORY_FIELDS
     }
+
+
+@pytest.mark.django_db
+def test_leads_download_a_runs_original_record_byte_for_byte(project, pm_client, annotator, qa_lead, outsider) -> None:
+    import hashlib
+
+    from django.urls import reverse
+
+    from tests.conftest import login
+
+    lines = _records(12)
+    run_import(project, b"".join(lines))
+    trajectory = Trajectory.objects.get(project=project, source_pointer="line 12")
+    assert dictionary_of(bytes(trajectory.payload)) is not None  # compressed against its import's first records
+    url = reverse(
+        "trajectories:trajectory_record", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
+    response = pm_client.get(url)
+    assert response.status_code == 200
+    assert response.content == lines[11].rstrip(b"\n")
+    assert hashlib.sha256(response.content).hexdigest() == trajectory.payload_sha256
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert login(qa_lead).get(url).status_code == 200
+    assert login(annotator).get(url).status_code == 404  # annotators work blind to the outcome the record holds
+    assert login(outsider).get(url).status_code == 404
+    detail = reverse(
+        "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
+    assert f'href="{url}"' in pm_client.get(detail).content.decode()

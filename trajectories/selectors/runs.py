@@ -145,6 +145,17 @@ def import_job_get_for_user(*, project: Project, role: str, job_id: int) -> Impo
     return job
 
 
+def trajectory_record_for_user(*, project: Project, role: str, trajectory_id: int) -> tuple[Trajectory, bytes]:
+    """A trajectory and its original record's bytes, for those who browse the project (an annotator's
+    view of a run is its steps: the record holds the outcome and reward, which they work blind to)."""
+    if not can_browse(role):
+        raise Http404("No such trajectory.")
+    trajectory = Trajectory.objects.filter(project=project, pk=trajectory_id).first()
+    if trajectory is None:
+        raise Http404("No such trajectory.")
+    return trajectory, trajectory_payload(trajectory)
+
+
 def trajectory_payload(trajectory: Trajectory) -> bytes:
     """The record's bytes as the import kept them (secrets in its metadata scrubbed)."""
 

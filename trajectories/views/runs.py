@@ -22,6 +22,7 @@ from trajectories.selectors.runs import (
     trajectory_filter_choices,
     trajectory_get_for_user,
     trajectory_list_for_user,
+    trajectory_record_for_user,
     trajectory_steps,
 )
 from trajectories.services.imports import import_job_create
@@ -123,6 +124,17 @@ def import_detail(request: AuthenticatedHttpRequest, project_slug: str, job_id: 
 
 
 @require_GET
+def trajectory_record(request: AuthenticatedHttpRequest, project_slug: str, trajectory_id: int) -> HttpResponse:
+    """The run's record as imported, byte for byte (secrets in its metadata scrubbed): a download, never
+    shown in the page, as its content is the agent's and untrusted."""
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    trajectory, record = trajectory_record_for_user(project=project, role=role, trajectory_id=trajectory_id)
+    response = HttpResponse(record, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-trajectory-{trajectory.pk}.record"'
+    return response
+
+
+@require_GET
 def trajectory_detail(request: AuthenticatedHttpRequest, project_slug: str, trajectory_id: int) -> HttpResponse:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     trajectory = trajectory_get_for_user(user=request.user, project=project, role=role, trajectory_id=trajectory_id)
@@ -131,5 +143,6 @@ def trajectory_detail(request: AuthenticatedHttpRequest, project_slug: str, traj
         "role": role,
         "trajectory": trajectory,
         "steps": trajectory_steps(trajectory=trajectory),
+        "can_download_record": can_browse(role),
     }
     return render_page(request, "trajectories/trajectory_detail.html", context)

@@ -215,3 +215,17 @@ def test_leads_download_a_runs_original_record_byte_for_byte(project, pm_client,
         "trajectories:trajectory_detail", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
     )
     assert f'href="{url}"' in pm_client.get(detail).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_nul_only_in_what_the_content_hash_leaves_out_is_cleaned_too(project) -> None:
+    """prepare cleans nothing when the content's JSON holds no NUL escape; the metadata is outside it."""
+    from trajectories.models import Step
+
+    record = json.loads(_with_metadata("nul in the metadata only", {"note": "before\u0000after"}))
+    job = run_import(project, json.dumps(record).encode() + b"\n")
+    assert job.status == ImportStatus.DONE and job.trajectories_imported == 1, job.errors
+    trajectory = Trajectory.objects.get(project=project)
+    assert trajectory.metadata["note"] == "before\ufffdafter"
+    assert trajectory_payload(trajectory) == json.dumps(record).encode()  # the payload keeps the original
+    assert Step.objects.filter(trajectory=trajectory).count() == 2

@@ -98,12 +98,17 @@ def run_to_dict(run: ParsedRun, dumped: list[tuple[bytes, bytes | None]] | None 
     }
 
 
-def content_sha256(run_dict: dict[str, Any]) -> str:
+def content_json(run_dict: dict[str, Any]) -> bytes:
+    """The canonical JSON that content_sha256 hashes: the run's content, without metadata."""
     content = {
         key: run_dict[key]
         for key in ("goal", "task", "model", "scaffold", "rollout_id", "trial", "steps", "final_answer", "outcome")
     }
-    return sha256_hex(canonical_json(content))
+    return canonical_json(content)
+
+
+def content_sha256(run_dict: dict[str, Any]) -> str:
+    return sha256_hex(content_json(run_dict))
 
 
 def _arguments_text(step: RunStep) -> str:

@@ -354,8 +354,13 @@ class _Segmenter:
         if call is not None and not isinstance(call, dict):
             raise RecordError("tool_call_metadata must be an object", pointer=f"{where}/tool_call_metadata")
         call = call or {}
-        function_name = _text(call.get("function_name"), f"{where}/tool_call_metadata/function_name")
-        call_id = _text(call.get("tool_call_id"), f"{where}/tool_call_metadata/tool_call_id")
+        # The usual values are tested in place; _text says what is wrong with any other (every step passes here).
+        function_name = call.get("function_name")
+        if type(function_name) is not str:
+            function_name = _text(function_name, f"{where}/tool_call_metadata/function_name")
+        call_id = call.get("tool_call_id")
+        if type(call_id) is not str:
+            call_id = _text(call_id, f"{where}/tool_call_metadata/tool_call_id")
         response = call.get("model_response")
         response = response if isinstance(response, dict) else {}
         response_id = response.get("id") if isinstance(response.get("id"), str) else ""
@@ -366,7 +371,9 @@ class _Segmenter:
         thought_value = args_dict.get("thought") if action != "think" else None
         if thought_value is None:
             thought_value = event.get("thought")
-        plan = content_text(thought_value, f"{where}/args/thought") or visible
+        plan = (
+            thought_value if type(thought_value) is str else content_text(thought_value, f"{where}/args/thought")
+        ) or visible
         tool = action
         if action in MCP_ACTIONS or not action:
             tool = function_name or _text(args_dict.get("name"), f"{where}/args/name") or action
@@ -414,7 +421,9 @@ class _Segmenter:
         return step
 
     def observation_event(self, event: dict[str, Any], kind: str, where: str, target: RunStep | None) -> None:
-        text = content_text(event.get("content"), f"{where}/content")
+        text = event.get("content")
+        if type(text) is not str:
+            text = content_text(text, f"{where}/content")
         if target is not None and target.observation is None and target.kind == "tool_call":
             target.observation = text
             target.ended_at = _timestamp(event, where)

@@ -24,7 +24,7 @@ from psycopg.postgres import types as pg_types
 from core.models import Project
 from trajectories.blobs import Packed, PayloadPacker, pack
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
-from trajectories.formats.canonical import canonical_json, content_sha256, run_to_dict, sha256_hex, spans
+from trajectories.formats.canonical import canonical_json, content_json, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
 from trajectories.formats.times import parse_iso
 from trajectories.hooks import StoredRun, fire_runs_stored
@@ -56,6 +56,7 @@ class PreparedRun:
     secrets: set[str]  # values scrubbed out of the metadata (and so out of the stored bytes)
     dictionary_id: int | None = None  # the PayloadDictionary the payload is compressed against
     dictionary: bytes | None = None  # its bytes, on the first run that needs it (the writer stores them)
+    nul_free: bool = False  # no text of the run holds NUL: nothing to clean when its rows are rendered
 
     # What the writer and the import loop read, named alike on RenderedRun.
     @property
@@ -133,15 +134,13 @@ class RenderedRun:
 Prepared = PreparedRun | RenderedRun
 
 
-def _parse_time(value: str | None, pointer: str) -> datetime | None:
-    if value is None:
-        return None
+def _parse_time(value: str, step: int, name: str) -> datetime:
     try:
         moment = parse_iso(value) if isinstance(value, str) else None
     except TypeError:  # a str subclass that is not hashable
         moment = None
     if moment is None:
-        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=pointer)
+        raise RecordError(f"not an ISO 8601 date-time: {value!r}", pointer=f"/steps/{step}/timing/{name}")
     return moment
 
 
@@ -161,17 +160,19 @@ def _check_run(run: ParsedRun) -> None:
             raise RecordError(f"the {label} is {len(value)} characters long; at most {limit} are kept")
     if run.trial is not None and not -INT4_MAX <= run.trial <= INT4_MAX:
         raise RecordError(f"trial {run.trial} is out of range (at most {INT4_MAX})")
-    for i, step in enumerate(run.steps):
-        for label, text, limit in (
-            ("tool name", step.tool_name, 200),
-            ("tool call id", step.tool_call_id, 200),
-            ("turn id", step.turn_id, 100),
-        ):
-            if len(text) > limit:
-                raise RecordError(f"step {i}: the {label} is {len(text)} characters long; at most {limit} are kept")
-        for label, count in (("prompt tokens", step.prompt_tokens), ("completion tokens", step.completion_tokens)):
-            if count is not None and not 0 <= count <= INT4_MAX:
-                raise RecordError(f"step {i}: {label} {count} is out of range (0 to {INT4_MAX})")
+    for i, step in enumerate(run.steps):  # every step of every record: the usual case costs one test a rule
+        if len(step.tool_name) > 200 or len(step.tool_call_id) > 200 or len(step.turn_id) > 100:
+            for label, text, limit in (
+                ("tool name", step.tool_name, 200),
+                ("tool call id", step.tool_call_id, 200),
+                ("turn id", step.turn_id, 100),
+            ):
+                if len(text) > limit:
+                    raise RecordError(f"step {i}: the {label} is {len(text)} characters long; at most {limit} are kept")
+        if step.prompt_tokens is not None or step.completion_tokens is not None:
+            for label, count in (("prompt tokens", step.prompt_tokens), ("completion tokens", step.completion_tokens)):
+                if count is not None and not 0 <= count <= INT4_MAX:
+                    raise RecordError(f"step {i}: {label} {count} is out of range (0 to {INT4_MAX})")
 
 
 def _clean_run(run: ParsedRun) -> None:
@@ -210,30 +211,42 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
             (canonical_json(step.state), None if step.arguments is None else canonical_json(step.arguments))
             for step in run.steps
         ]
-        content = content_sha256(run_to_dict(run, dumped))
-        for value in (run.metadata, run.outcome, run.alternatives):
-            orjson.dumps(value)
+        content_text = content_json(run_to_dict(run, dumped))
+        others = [orjson.dumps(run.metadata), orjson.dumps(run.alternatives)]  # the outcome is in the content
     except TypeError:
         raise RecordError(
             "the record holds a value that cannot be stored (a lone surrogate escape or an integer beyond 64 bits)"
         ) from None
+    content = sha256_hex(content_text)
+    # Every text the rows keep is in the content's JSON or in these, where orjson writes NUL as an escape:
+    # without one, there is nothing to clean (the usual case), and nothing is looked at text by text.
+    nul_free = "\x00" not in run.goal_text and all(b"\\u0000" not in text for text in (content_text, *others))
     run.metadata, found = scrub(run.metadata, pointer="/metadata")
     run.scrubbed = found.where
-    _clean_run(run)
-    times = []
-    for i, step in enumerate(run.steps):
-        times.append(
-            (
-                _parse_time(step.started_at, f"/steps/{i}/timing/started_at"),
-                _parse_time(step.ended_at, f"/steps/{i}/timing/ended_at"),
-            )
+    if nul_free:
+        for step in run.steps:  # the texts kept that the content may not hold: a message, a call id without a tool
+            if step.arguments_error:
+                step.arguments_error = _clean_text(step.arguments_error) or ""
+            if step.tool_call_id and not step.tool_name:
+                step.tool_call_id = _clean_text(step.tool_call_id) or ""
+    else:
+        _clean_run(run)
+    times = [
+        (
+            None if step.started_at is None else _parse_time(step.started_at, i, "started_at"),
+            None if step.ended_at is None else _parse_time(step.ended_at, i, "ended_at"),
         )
+        for i, step in enumerate(run.steps)
+    ]
     raw = _scrub_payload(record.raw, found.values) if found.values else record.raw
     arguments_texts = [None if arguments is None else arguments.decode() for _, arguments in dumped]
-    step_json = [
-        (_stored_json(state, step.state), None if arguments is None else _stored_json(arguments, step.arguments))
-        for (state, arguments), step in zip(dumped, run.steps, strict=True)
-    ]
+    if nul_free:
+        step_json = [(state.decode(), text) for (state, _), text in zip(dumped, arguments_texts, strict=True)]
+    else:
+        step_json = [
+            (_stored_json(state, step.state), None if arguments is None else _stored_json(arguments, step.arguments))
+            for (state, arguments), step in zip(dumped, run.steps, strict=True)
+        ]
     located = spans(run, arguments_texts)
     # compressed last: a packer's new dictionary comes with this run, which nothing after may refuse
     packed = packer.pack(raw) if packer is not None else Packed(pack(raw), None, None)
@@ -249,6 +262,7 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
         step_json=step_json,
         dictionary_id=packed.dictionary_id,
         dictionary=packed.dictionary,
+        nul_free=nul_free,
     )
 
 
@@ -543,21 +557,22 @@ class BatchWriter:
         tool_id, known = self._tool_of(step)
         started, ended = p.times[i]
         start, end = p.spans[i]
+        clean = p.nul_free
         return (
             i,
             step.kind,
             step.turn_id[:100],
             state,
-            _clean_text(step.plan),
+            step.plan if clean else _clean_text(step.plan),
             step.tool_name[:200],
             step.tool_call_id[:200],
             tool_id,
             known,
             arguments,
-            _clean_text(step.arguments_raw),
+            step.arguments_raw if clean else _clean_text(step.arguments_raw),
             step.arguments_error[:300],
-            _clean_text(step.observation),
-            _clean_text(step.reflection),
+            step.observation if clean else _clean_text(step.observation),
+            step.reflection if clean else _clean_text(step.reflection),
             step.success_flag,
             started,
             ended,

@@ -37,6 +37,11 @@ urlpatterns = [
         name="api-trajectory-detail",
     ),
     path(
+        "projects/<slug:project_slug>/trajectories/<int:trajectory_id>/record/",
+        trajectories_api.trajectory_record,
+        name="api-trajectory-record",
+    ),
+    path(
         "projects/<slug:project_slug>/trajectories/<int:trajectory_id>/labels/",
         audit_api.trajectory_labels,
         name="api-trajectory-labels",

@@ -6,6 +6,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Prefetch
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes
@@ -33,6 +35,7 @@ from trajectories.selectors.runs import (
     import_jobs_for_user,
     trajectory_get_for_user,
     trajectory_list_for_user,
+    trajectory_record_for_user,
 )
 from trajectories.serializers import (
     GoalFiltersSerializer,
@@ -64,6 +67,21 @@ from trajectories.services.swe_tasks import swe_task_override, swe_tasks_import
 
 FILTERS = [OpenApiParameter(name, str, required=False) for name in TrajectoryFilters.__dataclass_fields__]
 PAGE = OpenApiParameter("page", int, required=False)
+
+
+@extend_schema(
+    description="The run's record as imported, byte for byte (secrets in its metadata scrubbed), for those who "
+    "browse the project: its sha256 is the trajectory's payload_sha256.",
+    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+)
+@login_not_required
+@api_view(["GET"])
+def trajectory_record(request: Request, project_slug: str, trajectory_id: int) -> HttpResponse:
+    project, role = project_get_for_user(user=request.user, slug=project_slug)
+    trajectory, record = trajectory_record_for_user(project=project, role=role, trajectory_id=trajectory_id)
+    response = HttpResponse(record, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-trajectory-{trajectory.pk}.record"'
+    return response
 
 
 @extend_schema(

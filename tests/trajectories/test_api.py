@@ -108,6 +108,25 @@ def test_trajectories_list_filters_and_detail_has_steps(project, reviewer, djang
     assert detail["steps"][0]["arguments"] == {"reservation_id": "ZFA04Y"}
 
 
+def test_leads_fetch_a_runs_original_record_and_annotators_cannot(project, pm, qa_lead, annotator, outsider) -> None:
+    import hashlib
+
+    run_import(project, _record("the record itself"))
+    trajectory = Trajectory.objects.get(project=project)
+    url = f"/api/projects/{project.slug}/trajectories/{trajectory.pk}/record/"
+    for user in (pm, qa_lead):
+        response = api(user).get(url)
+        assert response.status_code == 200
+        assert response.content == _record("the record itself").rstrip(b"\n")
+        assert hashlib.sha256(response.content).hexdigest() == trajectory.payload_sha256
+        assert response["Content-Type"] == "application/octet-stream"
+    assert api(annotator).get(url).status_code == 404
+    assert api(outsider).get(url).status_code == 404
+    assert api().get(url).status_code == 401
+    other = api(pm).get(f"/api/projects/{project.slug}/trajectories/{trajectory.pk + 1000}/record/")
+    assert other.status_code == 404
+
+
 def test_openapi_schema_describes_the_endpoints(db) -> None:
     response = api().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200

@@ -229,3 +229,21 @@ def test_a_nul_only_in_what_the_content_hash_leaves_out_is_cleaned_too(project) 
     assert trajectory.metadata["note"] == "before\ufffdafter"
     assert trajectory_payload(trajectory) == json.dumps(record).encode()  # the payload keeps the original
     assert Step.objects.filter(trajectory=trajectory).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_record_whose_dictionary_is_gone_is_a_404_not_a_server_error(project, pm, pm_client) -> None:
+    from django.urls import reverse
+
+    run_import(project, b"".join(_records(12)))
+    trajectory = Trajectory.objects.get(project=project, source_pointer="line 12")
+    PayloadDictionary.objects.filter(pk=dictionary_of(bytes(trajectory.payload))).delete()
+    url = reverse(
+        "trajectories:trajectory_record", kwargs={"project_slug": project.slug, "trajectory_id": trajectory.pk}
+    )
+    assert pm_client.get(url).status_code == 404
+    from tests.trajectories.test_api import api
+
+    answer = api(pm).get(f"/api/projects/{project.slug}/trajectories/{trajectory.pk}/record/")
+    assert answer.status_code == 404
+    assert "dictionary it is compressed against is gone" in answer.json()["detail"]

@@ -153,7 +153,10 @@ def trajectory_record_for_user(*, project: Project, role: str, trajectory_id: in
     trajectory = Trajectory.objects.filter(project=project, pk=trajectory_id).first()
     if trajectory is None:
         raise Http404("No such trajectory.")
-    return trajectory, trajectory_payload(trajectory)
+    try:
+        return trajectory, trajectory_payload(trajectory)
+    except PayloadDictionary.DoesNotExist:  # only if rows were deleted by hand
+        raise Http404("The record cannot be read: the dictionary it is compressed against is gone.") from None
 
 
 def trajectory_payload(trajectory: Trajectory) -> bytes:

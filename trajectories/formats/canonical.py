@@ -166,21 +166,27 @@ def _step_length(step: RunStep, number: int, arguments_text: str | None = None) 
     Every imported step goes through here; adding up lengths is cheaper than formatting
     pieces (a step's state repeats the whole system prompt) only to measure them.
     """
-    length = len(f"STEP {number} · {step.kind}") + 2  # the line, and the blank line that ends the block
-    if step.tool_name:
-        length += 3 + len(step.tool_name)  # " · <tool>" on the STEP line
+    kind = step.kind
+    # "STEP <n> · <kind>" and its newline, and the blank line that ends the block
+    length = 10 + len(str(number)) + (len(kind) if type(kind) is str else len(f"{kind}"))
+    tool = step.tool_name
+    if tool:
+        if arguments_text is None:
+            arguments_text = _arguments_text(step)
+        # " · <tool>" on the STEP line, and "CALL <tool> <arguments>\n"
+        length += 10 + 2 * len(tool) + len(arguments_text)
     if step.state:
         length += 6  # "STATE\n"
         for message in step.state:
-            length += _text_len(message.get("role", "")) + _text_len(message.get("content", "")) + 3
-    if step.plan:
-        length += 6 + _text_len(step.plan)  # "PLAN\n<plan>\n"
-    if step.tool_name:
-        if arguments_text is None:
-            arguments_text = _arguments_text(step)
-        length += 7 + len(step.tool_name) + len(arguments_text)  # "CALL <tool> <arguments>\n"
-    if step.observation is not None:
-        length += 13 + _text_len(step.observation)  # "OBSERVATION\n<observation>\n"
+            role, content = message.get("role", ""), message.get("content", "")
+            length += 3 + (len(role) if type(role) is str else len(f"{role}"))
+            length += len(content) if type(content) is str else len(f"{content}")
+    plan = step.plan
+    if plan:
+        length += 6 + (len(plan) if type(plan) is str else len(f"{plan}"))  # "PLAN\n<plan>\n"
+    observation = step.observation
+    if observation is not None:  # "OBSERVATION\n<observation>\n"
+        length += 13 + (len(observation) if type(observation) is str else len(f"{observation}"))
     if step.reflection:
         length += 12 + _text_len(step.reflection)  # "REFLECTION\n<reflection>\n"
     return length

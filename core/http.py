@@ -39,15 +39,20 @@ def render_page(
     return render(request, template, context, status=status)
 
 
+def download_response(content: bytes | str, filename: str, content_type: str) -> HttpResponse:
+    """A download: the browser saves it under `filename` and never shows it in a page."""
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 def csv_response(filename: str, header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> HttpResponse:
     """A table as a CSV download."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return download_response(buffer.getvalue(), filename, "text/csv; charset=utf-8")
 
 
 def api_validation_error(exc: ValidationError) -> ApiValidationError:

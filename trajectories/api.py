@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from core.http import api_validation_error, paginated, paginated_response
+from core.http import api_validation_error, download_response, paginated, paginated_response
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.models import Step
 from trajectories.selectors.goals import (
@@ -79,9 +79,7 @@ PAGE = OpenApiParameter("page", int, required=False)
 def trajectory_record(request: Request, project_slug: str, trajectory_id: int) -> HttpResponse:
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     trajectory, record = trajectory_record_for_user(project=project, role=role, trajectory_id=trajectory_id)
-    response = HttpResponse(record, content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{project.slug}-trajectory-{trajectory.pk}.record"'
-    return response
+    return download_response(record, f"{project.slug}-trajectory-{trajectory.pk}.record", "application/octet-stream")
 
 
 @extend_schema(

@@ -3,16 +3,13 @@ child process, so pyarrow's threads never meet the import workers' fork), and th
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exports.formats import FORMATS
 from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
+from tests.exports.datasets_util import load_with_datasets
 
 pytestmark = pytest.mark.smoke
 
@@ -46,16 +43,7 @@ def test_the_files_load_with_hugging_face_datasets(batch, pm, tmp_path, format) 
     names = [f["name"] for f in job.files]
     jsonl, parquet = folder / names[0], folder / names[1]
     assert parquet.suffix == ".parquet" and "README.md" in names and "manifest.json" in names
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD, str(jsonl), str(parquet), str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    loaded = load_with_datasets(LOAD, jsonl, parquet, tmp_path)
     rows = len(jsonl.read_bytes().splitlines())
     assert loaded["json"] == loaded["parquet"] == rows > 0
     assert loaded["same"]  # every cell is the JSONL row's value (a nested one as its canonical JSON text)

@@ -5,9 +5,6 @@ LLaMA-Factory row keeps its alternation, and the files load with Hugging Face `d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from exports.services.jobs import export_dir, export_job_create, export_job_run,
 from tests.annotation.helpers import freeze_registry
 from tests.audit.helpers import claim, label_and_submit, team
 from tests.conftest import login
+from tests.exports.datasets_util import load_with_datasets
 from tests.trajectories.fixtures_util import run_import
 from trajectories.models import ImportStatus, Trajectory
 
@@ -228,16 +226,7 @@ def test_the_pairs_load_with_hugging_face_datasets_from_jsonl_and_parquet(weathe
     folder = export_dir(job)
     names = [f["name"] for f in job.files]
     jsonl, parquet = folder / names[0], folder / names[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD, str(jsonl), str(parquet), str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    loaded = load_with_datasets(LOAD, jsonl, parquet, tmp_path)
     assert loaded["json"] == loaded["parquet"] == len(rows) == 4
     assert loaded["columns"] == sorted(rows[0])
     first = loaded["first"]

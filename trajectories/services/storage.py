@@ -175,8 +175,17 @@ def _check_run(run: ParsedRun) -> None:
                     raise RecordError(f"step {i}: {label} {count} is out of range (0 to {INT4_MAX})")
 
 
-def _clean_run(run: ParsedRun) -> None:
-    """NUL out of every text the database keeps (the stored payload keeps the original bytes)."""
+def _clean_run(run: ParsedRun, *, content_clean: bool) -> None:
+    """NUL out of every text the database keeps (the stored payload keeps the original bytes).
+    `content_clean`: the run's content JSON holds no NUL, so only the texts it may leave out are looked at
+    (an importer's message about the arguments, and a call id where there is no tool name)."""
+    if content_clean:
+        for step in run.steps:
+            if step.arguments_error:
+                step.arguments_error = _clean_text(step.arguments_error) or ""
+            if step.tool_call_id and not step.tool_name:
+                step.tool_call_id = _clean_text(step.tool_call_id) or ""
+        return
     run.model, run.scaffold, run.rollout_id = (_clean_text(v) or "" for v in (run.model, run.scaffold, run.rollout_id))
     if run.goal and _holds_nul(run.goal):
         run.goal = _scrub_nul(run.goal)
@@ -223,14 +232,7 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     nul_free = "\x00" not in run.goal_text and all(b"\\u0000" not in text for text in (content_text, *others))
     run.metadata, found = scrub(run.metadata, pointer="/metadata")
     run.scrubbed = found.where
-    if nul_free:
-        for step in run.steps:  # the texts kept that the content may not hold: a message, a call id without a tool
-            if step.arguments_error:
-                step.arguments_error = _clean_text(step.arguments_error) or ""
-            if step.tool_call_id and not step.tool_name:
-                step.tool_call_id = _clean_text(step.tool_call_id) or ""
-    else:
-        _clean_run(run)
+    _clean_run(run, content_clean=nul_free)
     times = [
         (
             None if step.started_at is None else _parse_time(step.started_at, i, "started_at"),
@@ -343,12 +345,7 @@ class BatchWriter:
         rows; elsewhere there are none, and payloads are compressed alone)."""
         if not self.use_copy:
             return [None] * count
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [PayloadDictionary._meta.db_table, count],
-            )
-            return [row[0] for row in cursor.fetchall()]
+        return list(_next_ids(PayloadDictionary._meta.db_table, count))
 
     def render(self, prepared: PreparedRun, tx: Transformer) -> RenderedRun:
         """The run's rows in binary COPY format, rendered as `_copy` would render them (the same values,
@@ -644,13 +641,9 @@ class BatchWriter:
         self, runs: list[Prepared], goal_ids: list[int | None], task_ids: list[int | None]
     ) -> tuple[list[int], int, int]:
         now = timezone.now()
+        ids = _next_ids(Trajectory._meta.db_table, len(runs))
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [Trajectory._meta.db_table, len(runs)],
-            )
-            ids = [row[0] for row in cursor.fetchall()]
             unknown_total = 0
             # Rows are rendered here with the function Copy.write_row uses (or come rendered from
             # a parse worker) and handed over in blocks with Copy.write.
@@ -714,6 +707,13 @@ class BatchWriter:
     @staticmethod
     def _writer(cursor: Any) -> LibpqWriter:
         return LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
+
+
+def _next_ids(table: str, count: int) -> list[int]:
+    """`count` ids from the table's id sequence (PostgreSQL), taken ahead of the rows."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, count])
+        return [row[0] for row in cursor.fetchall()]
 
 
 TRAJECTORY_FIELDS = (

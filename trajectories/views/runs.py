@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from core.http import AuthenticatedHttpRequest, render_page
+from core.http import AuthenticatedHttpRequest, download_response, render_page
 from core.selectors import MANAGE_ROLES, REVIEW_ROLES, check_role, project_get_for_user
 from trajectories.forms import UploadForm
 from trajectories.models import Band, TrajectoryStatus
@@ -129,9 +129,7 @@ def trajectory_record(request: AuthenticatedHttpRequest, project_slug: str, traj
     shown in the page, as its content is the agent's and untrusted."""
     project, role = project_get_for_user(user=request.user, slug=project_slug)
     trajectory, record = trajectory_record_for_user(project=project, role=role, trajectory_id=trajectory_id)
-    response = HttpResponse(record, content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{project.slug}-trajectory-{trajectory.pk}.record"'
-    return response
+    return download_response(record, f"{project.slug}-trajectory-{trajectory.pk}.record", "application/octet-stream")
 
 
 @require_GET

@@ -7,6 +7,7 @@ hashes every record and every file; `verify_manifest` finds any changed byte.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -25,7 +26,7 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus
@@ -103,20 +104,42 @@ def pseudonyms(project_id: int, user_ids: Iterable[int]) -> dict[int, str]:
 
 def export_job_run(*, job_id: int, on_progress: Callable[[int, int], None] | None = None) -> ExportJob:
     """Write the job's files and manifest; a failure is recorded on the job with its reason. `on_progress`
-    (the command line's bar) hears (trajectories done, in all) as often as the job's progress is saved."""
-    job = ExportJob.objects.select_related("batch__project").get(pk=job_id)
-    if job.status == ExportStatus.DONE:
+    (the command line's bar) hears (trajectories done, in all) as often as the job's progress is saved.
+    A second run of the same job (a task delivered twice, the command line beside a worker) waits for the
+    one in progress, then finds the job done: the two would write the same files."""
+    with _one_writer(job_id):
+        job = ExportJob.objects.select_related("batch__project").get(pk=job_id)
+        if job.status == ExportStatus.DONE:
+            return job
+        job.status, job.error, job.records_done = ExportStatus.RUNNING, "", 0
+        job.save(update_fields=["status", "error", "records_done"])
+        try:
+            _write(job, on_progress)
+        except Exception as exc:  # the job says why; the worker keeps running
+            job.status, job.error = ExportStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "error", "finished_at"])
+            raise
         return job
-    job.status, job.error, job.records_done = ExportStatus.RUNNING, "", 0
-    job.save(update_fields=["status", "error", "records_done"])
+
+
+_LOCKS = 0x5E7E  # the advisory-lock space of export jobs (its second key is the job's id)
+
+
+@contextlib.contextmanager
+def _one_writer(job_id: int) -> Iterator[None]:
+    """Hold the job's PostgreSQL advisory lock (a session lock: a dead process lets go of it). Other
+    databases have none; the embedded default runs one worker."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_LOCKS, job_id])
     try:
-        _write(job, on_progress)
-    except Exception as exc:  # the job says why; the worker keeps running
-        job.status, job.error = ExportStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        raise
-    return job
+        yield
+    finally:
+        with contextlib.suppress(Exception), connection.cursor() as cursor:  # a lost connection has let go already
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCKS, job_id])
 
 
 Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version

@@ -4,13 +4,14 @@ and to Parquet, beside a bare PostgreSQL `COPY … TO` of the same step rows in 
     .venv/bin/python bench/export_bench.py [--steps 1000000] [--repeats 2] [--db-url URL]
 
 It creates its own database (dropped at the end), writes with COPY a tool-use project of trajectories of 10
-steps (60 % tool calls with τ-bench-sized arguments and observations of a few hundred bytes to 2 KB), audits
+steps (60 % tool calls with τ-bench-sized arguments and observations of a few hundred bytes to 2 KB), each
+with the chat messages an import keeps (`trajectories.chat.chat_blob`, as the import makes them), audits
 them (status audited, one unanimous consensus value per step), cuts one batch of all of them, then runs,
 alternating: COPY (SELECT <the step columns> FROM trajectories_step …) TO STDOUT into /dev/null; and
 `export_job_run` in a fresh subprocess for `openai_sft`, `openai_sft` + Parquet, and `stepwise`. It prints
 steps per second (median, min–max), the ratio to COPY, the export process's peak memory (its VmHWM) and the
 Parquet child's (ru_maxrss of the export's children), file sizes, and the CPU a step costs this client and
-PostgreSQL's backends of the bench database (sampled from /proc: the server must be on this machine) — on a
+PostgreSQL's backends of the bench database (sampled from /proc by a process of its own: the server must be on this machine) — on a
 loaded machine the CPU per step says more than the rate. It asserts nothing.
 """
 
@@ -29,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,6 +66,8 @@ def setup(steps_wanted: int) -> dict:
     from core.services import membership_set, project_create
     from exports.services.batches import batch_create
     from tests.annotation.helpers import TOOLS
+    from trajectories.blobs import pack
+    from trajectories.chat import chat_blob
     from trajectories.models import Step, Trajectory
     from trajectories.services.registries import registry_create, registry_freeze
 
@@ -71,8 +75,43 @@ def setup(steps_wanted: int) -> dict:
     project = project_create(actor=pm, name="Export bench", kind="tool_use")
     membership_set(actor=pm, project=project, user=pm, role=Role.PROJECT_MANAGER)
     registry_freeze(actor=pm, registry=registry_create(actor=pm, project=project, tools=TOOLS))
-    rng = random.Random(11)
     n_traj = -(-steps_wanted // 10)
+
+    def run_steps(t: int) -> list[dict]:  # the same steps each time for the same trajectory
+        rng = random.Random(t)
+        out = []
+        for i in range(10):
+            call = rng.random() < 0.6
+            out.append(
+                {
+                    "index": i,
+                    "kind": "tool_call" if call else "respond",
+                    "turn_id": "",
+                    "state": [{"role": "user", "content": "Yes, go ahead with that."}]
+                    if i and rng.random() < 0.2
+                    else [],
+                    "plan": "I will look up the reservation first." if call else "",
+                    "tool_name": "get_reservation" if call else "",
+                    "tool_call_id": f"call_{t}_{i}" if call else "",
+                    "arguments": {"reservation_id": f"ZFA{i:03d}", "cabin": "economy"}
+                    if call
+                    else {"content": "Done: your reservation is updated."},
+                    "arguments_raw": None,
+                    "observation": json.dumps(
+                        {
+                            "status": "confirmed",
+                            "flights": [{"n": k, "from": "SFO", "to": "JFK"} for k in range(rng.randint(1, 12))],
+                        }
+                    )
+                    if call
+                    else None,
+                }
+            )
+        return out
+
+    def chat(t: int) -> bytes:  # what an import keeps: the messages, compressed alone (no payload dictionary)
+        return chat_blob([SimpleNamespace(**step) for step in run_steps(t)], pack)
+
     _copy(
         Trajectory,
         (
@@ -86,6 +125,7 @@ def setup(steps_wanted: int) -> dict:
                 "content_sha256": f"{t:064x}",
                 "payload": b"",
                 "payload_sha256": f"{t:064x}",
+                "chat": chat(t),
                 "status": "audited",
                 "step_count": 10,
             }
@@ -95,31 +135,9 @@ def setup(steps_wanted: int) -> dict:
     ids = list(Trajectory.objects.filter(project=project).order_by("id").values_list("id", flat=True))
 
     def steps():  # type: ignore[no-untyped-def]
-        for t in ids:
-            for i in range(10):
-                call = rng.random() < 0.6
-                yield {
-                    "trajectory_id": t,
-                    "index": i,
-                    "kind": "tool_call" if call else "respond",
-                    "state": [{"role": "user", "content": "Yes, go ahead with that."}]
-                    if i and rng.random() < 0.2
-                    else [],
-                    "plan": "I will look up the reservation first." if call else "",
-                    "tool_name": "get_reservation" if call else "",
-                    "tool_call_id": f"call_{t}_{i}" if call else "",
-                    "arguments": {"reservation_id": f"ZFA{i:03d}", "cabin": "economy"}
-                    if call
-                    else {"content": "Done: your reservation is updated."},
-                    "observation": json.dumps(
-                        {
-                            "status": "confirmed",
-                            "flights": [{"n": k, "from": "SFO", "to": "JFK"} for k in range(rng.randint(1, 12))],
-                        }
-                    )
-                    if call
-                    else None,
-                }
+        for t, pk in enumerate(ids):
+            for step in run_steps(t):
+                yield {"trajectory_id": pk, **step}
 
     _copy(Step, steps())
     _copy(
@@ -162,18 +180,38 @@ def _cpu_s() -> float:
 
 
 class BackendCpu:
-    """CPU seconds the PostgreSQL client backends of one database spend while it runs, sampled from /proc every 20 ms
-    (the server is on this machine; a backend that ends between two samples loses at most 20 ms)."""
+    """CPU seconds the PostgreSQL client backends of one database spend while it runs, sampled from /proc every
+    20 ms (the server is on this machine; a backend that ends between two samples loses at most 20 ms) by a
+    process of its own: a sampling thread in the measured process would take its GIL from the work measured."""
 
     def __init__(self, database: str) -> None:
         self.database = database
-        self.seen: dict[str, float] = {}
-        self.start: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.seconds = 0.0
 
-    def _sample(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
+    def __enter__(self) -> BackendCpu:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--sample", self.database],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        if self.proc.stdout.readline().strip() != "ready":  # the backends already there count from now
+            raise SystemExit("the CPU sampler did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        out, _ = self.proc.communicate("stop\n")
+        self.seconds = float(out.strip().splitlines()[-1])
+
+
+def sample_backends(database: str) -> None:
+    """The sampler's process: prints "ready", samples until a line comes on stdin, then prints the seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen: dict[str, float] = {}
+    start: dict[str, float] = {}
+
+    def sample(first: bool) -> None:
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
@@ -181,7 +219,7 @@ class BackendCpu:
                 cmdline = (proc / "cmdline").read_bytes()
                 if (
                     not cmdline.startswith(b"postgres: ")
-                    or f" {self.database} ".encode() not in cmdline
+                    or f" {database} ".encode() not in cmdline
                     or b"autovacuum" in cmdline  # client backends only
                 ):
                     continue
@@ -189,26 +227,18 @@ class BackendCpu:
             except OSError:
                 continue
             cpu = (int(fields[11]) + int(fields[12])) / tick
-            self.start.setdefault(proc.name, cpu if not self.thread.is_alive() else 0.0)
-            self.seen[proc.name] = cpu
+            start.setdefault(proc.name, cpu if first else 0.0)
+            seen[proc.name] = cpu
 
-    def _run(self) -> None:
-        while not self.stop.wait(0.02):
-            self._sample()
-
-    def __enter__(self) -> BackendCpu:
-        self._sample()  # the backends already there count from now
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-        self._sample()
-
-    @property
-    def seconds(self) -> float:
-        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.seen.items())
+    sample(True)
+    stop = threading.Event()
+    print("ready", flush=True)
+    reader = threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True)
+    reader.start()
+    while not stop.wait(0.02):
+        sample(False)
+    sample(False)
+    print(sum(cpu - start.get(pid, 0.0) for pid, cpu in seen.items()), flush=True)
 
 
 def copy_to(info: dict) -> float:
@@ -269,7 +299,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--db-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--sample", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sample:
+        sample_backends(args.sample)
+        return
     media = os.environ.get("BENCH_MEDIA", tempfile.mkdtemp(prefix="stepwise-export-bench-"))
     env = _env(args.db_url, media)
     if args.child:

@@ -77,6 +77,34 @@ class PayloadPacker:
         self._head = _HEAD.pack(_MAGIC, 8, self._dictionary_id)
         return Packed(self._head + self._compressor.compress(raw), self._dictionary_id, dictionary)
 
+    def pack_beside(self, data: bytes) -> bytes:
+        """Bytes derived from the payload just packed (a trajectory's chat messages), compressed against the
+        dictionary when there is one already, else alone; they never go into a dictionary."""
+        if self._compressor is not None:
+            return self._head + self._compressor.compress(data)
+        return pack(data)
+
+
+class Unpacker:
+    """Unpacks many blobs, keeping a decompressor for each dictionary they need (`dictionary(id)` gives its
+    bytes, asked once an id); not safe to share between threads."""
+
+    def __init__(self, dictionary: Callable[[int], bytes]) -> None:
+        self._dictionary = dictionary
+        self._plain = zstandard.ZstdDecompressor()
+        self._with: dict[int, zstandard.ZstdDecompressor] = {}
+
+    def unpack(self, blob: bytes) -> bytes:
+        dictionary_id = dictionary_of(blob)
+        if dictionary_id is None:
+            return self._plain.decompress(blob)
+        decompressor = self._with.get(dictionary_id)
+        if decompressor is None:
+            decompressor = self._with[dictionary_id] = zstandard.ZstdDecompressor(
+                dict_data=_dictionary(self._dictionary(dictionary_id))
+            )
+        return decompressor.decompress(memoryview(blob)[_HEAD.size :])
+
 
 def _dictionary(data: bytes, *, compress: bool = False) -> zstandard.ZstdCompressionDict:
     dictionary = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_RAWCONTENT)

@@ -271,6 +271,11 @@ class Trajectory(models.Model):
         help_text="The record's original bytes, zstd-compressed, alone or against a PayloadDictionary (trajectories.blobs)."
     )
     payload_sha256 = models.CharField(max_length=64)
+    chat = models.BinaryField(
+        null=True,
+        blank=True,
+        help_text="The steps as chat messages, built at import for the OpenAI SFT export (trajectories.chat).",
+    )
     final_answer = models.TextField(blank=True)
     outcome_reward = models.FloatField(null=True, blank=True)
     outcome = models.JSONField(default=dict, blank=True)

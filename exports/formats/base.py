@@ -76,7 +76,9 @@ def sources(chunks: Iterable[list[int]], on_chunk: Callable[[list[int]], None] |
     for ids in chunks:
         if on_chunk is not None:
             on_chunk(ids)
-        trajectories = {t.pk: t for t in Trajectory.objects.filter(pk__in=ids).defer("payload").select_related("goal")}
+        trajectories = {
+            t.pk: t for t in Trajectory.objects.filter(pk__in=ids).defer("payload", "chat").select_related("goal")
+        }
         steps: dict[int, list[StepRow]] = {}
         for row in (
             Step.objects.filter(trajectory_id__in=ids).order_by("trajectory_id", "index").values_list(*STEP_FIELDS)

@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import itertools
 import json
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -33,7 +35,6 @@ from annotation.models import Assignment, AssignmentStatus
 from core.services import audit_record
 from exports.formats import FORMATS
 from exports.formats.base import CHUNK, Source, sources
-from exports.formats.openai_sft_sql import Line, read_in_parallel
 from exports.models import Batch, ExportJob, ExportStatus, Pseudonym
 from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
@@ -187,22 +188,41 @@ def _row_lines(exporter: Any, chunks: Iterable[list[int]], progress: Callable[[i
         yield from dump_grouped(exporter.group_rows(group))
 
 
-def _sql_lines(
-    read: Callable[..., list[Line]], chunks: Iterable[list[int]], progress: Callable[[int], None]
+def _chunk_lines(
+    lines: Callable[[list[int]], list[tuple[Origin, bytes]]],
+    chunks: Iterable[list[int]],
+    progress: Callable[[int], None],
 ) -> Iterator[Lines]:
-    """The lines PostgreSQL builds, a chunk at a time on two connections."""
+    """The lines an exporter writes a chunk of trajectories at a time (its `lines`)."""
     done = 0
-    for n, lines in read_in_parallel(chunks, read):
-        yield [([origin], line) for origin, line in lines]
-        done += n
+    for ids in chunks:
+        yield [([origin], line) for origin, line in lines(ids)]
+        done += len(ids)
         progress(done)
 
 
 def _record(number: int, line: bytes, origin: list[Origin]) -> bytes:
     """A record of the manifest as it stands in manifest.json (an element of `records`, indented)."""
+    digest = hashlib.sha256(line).hexdigest()
+    if len(origin) == 1:  # the usual case, formatted as orjson formats the record (_record_of)
+        trajectory, content, payload, importer, version = origin[0]
+        dumps = orjson.dumps
+        return _ONE_ORIGIN % (
+            dumps(content),
+            dumps(importer),
+            dumps(version),
+            number,
+            digest.encode(),
+            dumps(payload),
+            dumps(trajectory),
+        )
+    return _record_of(number, digest, origin)
+
+
+def _record_of(number: int, digest: str, origin: list[Origin]) -> bytes:
     record = {
         "line": number,
-        "sha256": hashlib.sha256(line).hexdigest(),
+        "sha256": digest,
         "trajectory": "+".join(o[0] for o in origin),
         "content_sha256": "+".join(o[1] for o in origin),
         "source_payload_sha256": "+".join(o[2] for o in origin),
@@ -210,6 +230,12 @@ def _record(number: int, line: bytes, origin: list[Origin]) -> bytes:
         "importer_version": "+".join(sorted({o[4] for o in origin})),
     }
     return _INDENT + orjson.dumps(record, option=MANIFEST_JSON).replace(b"\n", b"\n" + _INDENT)
+
+
+_ONE_ORIGIN = (  # _record_of's bytes for one origin (keys sorted, indented by two and by the record's depth)
+    b'    {\n      "content_sha256": %s,\n      "importer": %s,\n      "importer_version": %s,\n      "line": %d,\n'
+    b'      "sha256": "%s",\n      "source_payload_sha256": %s,\n      "trajectory": %s\n    }'
+)
 
 
 def _write(job: ExportJob, on_progress: Callable[[int, int], None] | None = None) -> None:
@@ -231,19 +257,22 @@ def _write(job: ExportJob, on_progress: Callable[[int, int], None] | None = None
                 on_progress(done, job.records_total)
 
     chunks = _id_chunks(batch, order)
-    read = exporter.sql_lines() if hasattr(exporter, "sql_lines") else None
-    lines = _sql_lines(read, chunks, progress) if read else _row_lines(exporter, chunks, progress)
+    by_chunk = getattr(exporter, "lines", None)
+    lines = _chunk_lines(by_chunk, chunks, progress) if by_chunk else _row_lines(exporter, chunks, progress)
     whole = hashlib.sha256()
     size = count = 0
     # the records go to a file beside the data as they come (memory does not grow with the batch) and are
     # spliced into manifest.json at the end
     records_path = folder / RECORDS_PART
     try:
-        with (folder / name).open("wb", buffering=BLOCK) as out, records_path.open("wb", buffering=BLOCK) as records:
+        with (
+            (folder / name).open("wb", buffering=BLOCK) as out,
+            records_path.open("wb", buffering=BLOCK) as records,
+            _Behind(out, whole) as behind,
+        ):
             for block in lines:
                 data = b"".join(line for _, line in block)
-                out.write(data)
-                whole.update(data)
+                behind.write(data)
                 size += len(data)
                 entries = [_record(count + n, line, origin) for n, (origin, line) in enumerate(block, start=1)]
                 if entries:
@@ -321,6 +350,43 @@ def _write(job: ExportJob, on_progress: Callable[[int, int], None] | None = None
     job.status = ExportStatus.DONE
     job.finished_at = timezone.now()
     job.save(update_fields=["files", "manifest", "records_done", "status", "finished_at"])
+
+
+class _Behind:
+    """Writes blocks to a file and hashes them on a thread of its own, at most QUEUED blocks behind: the write
+    and sha256 let go of the GIL, so they run beside the lines being made. An error there is raised here."""
+
+    QUEUED = 4
+
+    def __init__(self, out: Any, digest: Any) -> None:
+        self.out, self.digest = out, digest
+        self.blocks: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="export-write", daemon=True)
+
+    def _run(self) -> None:
+        while (block := self.blocks.get()) is not None:
+            if self.error is None:
+                try:
+                    self.out.write(block)
+                    self.digest.update(block)
+                except BaseException as exc:  # raised on the export's thread
+                    self.error = exc
+
+    def write(self, block: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.blocks.put(block)
+
+    def __enter__(self) -> _Behind:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.blocks.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def _manifest_write(path: Path, manifest: dict[str, Any], records_path: Path) -> None:

@@ -3,12 +3,15 @@ child process, so pyarrow's threads never meet the import workers' fork), and th
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exports.formats import FORMATS
-from exports.services.jobs import export_dir, export_job_create, export_job_run, verify_manifest
+from exports.services.jobs import _record, _record_of, export_dir, export_job_create, export_job_run, verify_manifest
 from tests.exports.datasets_util import load_with_datasets
 
 pytestmark = pytest.mark.smoke
@@ -85,3 +88,12 @@ def test_the_manifest_is_read_record_by_record_in_any_layout(batch, pm) -> None:
     assert verify_manifest(path) == [f"{written['files'][0]['name']}: 3 lines, the manifest lists 2 records"]
     path.write_bytes(orjson.dumps(written)[:-40])
     assert verify_manifest(path)[0].startswith(f"{path}: not a readable manifest")
+
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(origin=st.tuples(_TEXT, _TEXT, _TEXT, _TEXT, _TEXT), number=st.integers(1, 10**12), line=st.binary(max_size=64))
+def test_a_record_of_one_trajectory_is_what_orjson_writes_for_it(origin, number, line) -> None:
+    assert _record(number, line, [origin]) == _record_of(number, hashlib.sha256(line).hexdigest(), [origin])

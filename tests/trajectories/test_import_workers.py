@@ -18,7 +18,7 @@ from config.celery import app as celery_app
 from tests.trajectories.test_views import _record
 from tests.trajectories.test_worker import _database_url, _stop, _wait_for
 from trajectories.models import ImportJob, ImportStatus, Step, Trajectory
-from trajectories.selectors.runs import trajectory_payload
+from trajectories.selectors.runs import chat_unpacker, trajectory_payload
 from trajectories.services import import_workers, imports
 from trajectories.services.imports import import_job_create, import_job_run, source_file_store
 
@@ -71,10 +71,17 @@ def _import(project, name: str, data: bytes) -> ImportJob:
 def _stored(project) -> list[tuple]:
     steps = Step.objects.filter(trajectory__project=project).order_by("trajectory_id", "index")
     step_rows = [tuple(v for k, v in row.items() if k not in ("id", "trajectory_id")) for row in steps.values()]
-    # payloads as their bytes: each process compresses against a dictionary of its own (blobs.PayloadPacker)
-    ignored = ("id", "project_id", "source_file_id", "goal_id", "created_at", "payload")
+    # payloads and chat messages as their bytes: each process compresses against a dictionary of its own
+    # (blobs.PayloadPacker)
+    ignored = ("id", "project_id", "source_file_id", "goal_id", "created_at", "payload", "chat")
+    unpacker = chat_unpacker()
     trajectories = [
-        (*(v for k, v in row.items() if k not in ignored), trajectory_payload(t))
+        (
+            *(v for k, v in row.items() if k not in ignored),
+            trajectory_payload(t),
+            t.chat[:2],
+            unpacker.unpack(bytes(t.chat[2:])),
+        )
         for t, row in zip(
             Trajectory.objects.filter(project=project).order_by("id"),
             Trajectory.objects.filter(project=project).order_by("id").values(),

@@ -10,7 +10,7 @@ from django.http import Http404
 
 from core.models import Project, Role
 from core.selectors import REVIEW_ROLES
-from trajectories.blobs import unpack
+from trajectories.blobs import Unpacker, unpack
 from trajectories.models import (
     Band,
     Goal,
@@ -166,3 +166,9 @@ def trajectory_payload(trajectory: Trajectory) -> bytes:
         return bytes(PayloadDictionary.objects.get(pk=dictionary_id, project_id=trajectory.project_id).data)
 
     return unpack(bytes(trajectory.payload), dictionary)
+
+
+def chat_unpacker() -> Unpacker:
+    """Unpacks trajectories' kept chat messages (Trajectory.chat), each dictionary read once; a missing one
+    raises PayloadDictionary.DoesNotExist."""
+    return Unpacker(lambda dictionary_id: bytes(PayloadDictionary.objects.get(pk=dictionary_id).data))

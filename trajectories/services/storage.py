@@ -23,6 +23,7 @@ from psycopg.postgres import types as pg_types
 
 from core.models import Project
 from trajectories.blobs import Packed, PayloadPacker, pack
+from trajectories.chat import ChatStep, as_stored, chat_blob
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import canonical_json, content_json, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
@@ -57,6 +58,7 @@ class PreparedRun:
     dictionary_id: int | None = None  # the PayloadDictionary the payload is compressed against
     dictionary: bytes | None = None  # its bytes, on the first run that needs it (the writer stores them)
     nul_free: bool = False  # no text of the run holds NUL: nothing to clean when its rows are rendered
+    chat: bytes | None = None  # the steps as chat messages (trajectories.chat), as Trajectory.chat keeps them
 
     # What the writer and the import loop read, named alike on RenderedRun.
     @property
@@ -252,6 +254,7 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     located = spans(run, arguments_texts)
     # compressed last: a packer's new dictionary comes with this run, which nothing after may refuse
     packed = packer.pack(raw) if packer is not None else Packed(pack(raw), None, None)
+    chat = chat_blob(_chat_steps(run, dumped, nul_free), packer.pack_beside if packer is not None else pack)
     return PreparedRun(
         record=record,
         run=run,
@@ -265,7 +268,49 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
         dictionary_id=packed.dictionary_id,
         dictionary=packed.dictionary,
         nul_free=nul_free,
+        chat=chat,
     )
+
+
+@dataclass(slots=True)
+class _StoredStep:
+    """A step's values as the database gives them back, for its chat messages."""
+
+    kind: str
+    turn_id: str
+    state: list[dict[str, Any]]
+    plan: str
+    tool_name: str
+    tool_call_id: str
+    arguments: Any
+    arguments_raw: str | None
+    observation: str | None
+
+
+def _chat_steps(run: ParsedRun, dumped: list[tuple[bytes, bytes | None]], nul_free: bool) -> list[ChatStep]:
+    """The run's steps as stored: NUL cleaned out of their texts, and their arguments' numbers as jsonb keeps
+    them on PostgreSQL (the steps themselves where both leave them as they are, the usual case)."""
+    postgres = connection.vendor == "postgresql"
+    arguments = [
+        step.arguments if text is None or not postgres else as_stored(step.arguments, text)
+        for step, (_, text) in zip(run.steps, dumped, strict=True)
+    ]
+    if nul_free and all(a is s.arguments for a, s in zip(arguments, run.steps, strict=True)):
+        return list(run.steps)
+    return [
+        _StoredStep(
+            kind=step.kind,
+            turn_id=step.turn_id[:100],
+            state=step.state if nul_free else _scrub_nul(step.state),
+            plan=step.plan if nul_free else _clean_text(step.plan) or "",
+            tool_name=step.tool_name[:200],
+            tool_call_id=step.tool_call_id[:200],
+            arguments=value if nul_free else _scrub_nul(value),
+            arguments_raw=step.arguments_raw if nul_free else _clean_text(step.arguments_raw),
+            observation=step.observation if nul_free else _clean_text(step.observation),
+        )
+        for step, value in zip(run.steps, arguments, strict=True)
+    ]
 
 
 def _stored_json(dumped: bytes, value: Any) -> str:
@@ -537,6 +582,7 @@ class BatchWriter:
             "content_sha256": p.content_sha256,
             "payload": p.payload,
             "payload_sha256": p.payload_sha256,
+            "chat": p.chat,
             "final_answer": _clean_text(run.final_answer) or "",
             "outcome_reward": float(reward)
             if isinstance(reward, int | float) and not isinstance(reward, bool)
@@ -732,6 +778,7 @@ TRAJECTORY_FIELDS = (
     "content_sha256",
     "payload",
     "payload_sha256",
+    "chat",
     "final_answer",
     "outcome_reward",
     "outcome",
@@ -765,6 +812,7 @@ TRAJECTORY_TYPES = {
     "source_file_id": "int8",
     "trial": "int4",
     "payload": "bytea",
+    "chat": "bytea",
     "outcome_reward": "float8",
     "outcome": "jsonb",
     "metadata": "jsonb",

@@ -23,6 +23,7 @@ between items, non-ASCII as is), keys sorted: the same text whatever order the d
 from __future__ import annotations
 
 import json
+import json.encoder
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,8 +68,22 @@ class ChatStep(Protocol):
 
 
 def arguments_json(arguments: dict[str, Any]) -> str:
-    """A call's arguments as the `arguments` string."""
-    return json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+    """A call's arguments as the `arguments` string: what `json.dumps(arguments, ensure_ascii=False,
+    sort_keys=True)` writes, by the same C encoder made once (json.dumps makes one a call, which costs
+    more than encoding a call's arguments)."""
+    if _ENCODE is None:
+        return json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+    return "".join(_ENCODE(arguments, 0))
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json.dumps's own encoder (CPython's C one) with json.dumps's arguments for ensure_ascii=False,
+# sort_keys=True: no check for cycles (values from JSON have none), NaN allowed as json.dumps allows it
+_make, _escape = getattr(json.encoder, "c_make_encoder", None), getattr(json.encoder, "c_encode_basestring", None)
+_ENCODE = _make(None, _not_json, _escape, None, ": ", ", ", True, False, True) if _make and _escape else None
 
 
 def starts_with_user(steps: Sequence[ChatStep]) -> bool:
@@ -83,35 +98,60 @@ def chat_messages(
     dropped: Callable[[int], bool] | None = None,
     corrected: Callable[[int, ChatStep], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The steps' messages, cut after the last assistant message ([] when there is none). `indices` are the
-    steps' indices; `dropped(index)` leaves a step out with its result, `corrected(index, step)` gives the
-    argument values that replace the step's own."""
-    messages: list[dict[str, Any]] = []
+    """The steps' messages, cut after the last assistant message ([] when there is none): `chat_body` read."""
+    return orjson.loads(b"[" + chat_body(steps, indices, dropped=dropped, corrected=corrected) + b"]")
+
+
+_ROLES = {"system": b',"role":"system"}', "user": b',"role":"user"}', "assistant": b',"role":"assistant"}'}
+
+
+def chat_body(
+    steps: Sequence[ChatStep],
+    indices: Sequence[int],
+    *,
+    dropped: Callable[[int], bool] | None = None,
+    corrected: Callable[[int, ChatStep], dict[str, Any]] | None = None,
+) -> bytes:
+    """The steps' messages as canonical JSON objects (sorted keys, no blanks) joined by ",", cut after the last
+    assistant message (b"" when there is none). `indices` are the steps' indices; `dropped(index)` leaves a
+    step out with its result, `corrected(index, step)` gives the argument values that replace the step's own.
+    Written piece by piece, each string by orjson: the bytes orjson writes for the message objects."""
+    dumps = orjson.dumps
+    pieces: list[bytes] = []
+    kept_to = 0  # the pieces up to the last assistant message
+    count = len(steps)
     i = 0
-    while i < len(steps):
+    while i < count:
         step = steps[i]
-        for message in step.state:
-            role, content = message.get("role"), message.get("content")
-            if role in ("system", "user", "assistant") and isinstance(content, str):
-                messages.append({"role": role, "content": content})
+        if step.state:
+            for message in step.state:
+                role, content = message.get("role"), message.get("content")
+                if isinstance(role, str) and role in _ROLES and isinstance(content, str):
+                    pieces.append(b'{"content":' + dumps(content) + _ROLES[role])
+                    if role == "assistant":
+                        kept_to = len(pieces)
         if step.kind != "tool_call":
             if dropped is None or not dropped(indices[i]):
                 reply = step.arguments.get("content") if isinstance(step.arguments, dict) else None
-                messages.append({"role": "assistant", "content": reply if isinstance(reply, str) else step.plan})
+                pieces.append(
+                    b'{"content":' + dumps(reply if isinstance(reply, str) else step.plan) + _ROLES["assistant"]
+                )
+                kept_to = len(pieces)
             i += 1
             continue
         end = i + 1
+        turn = step.turn_id
         while (
-            step.turn_id
-            and end < len(steps)
+            turn
+            and end < count
             and steps[end].kind == "tool_call"
-            and steps[end].turn_id == step.turn_id
+            and steps[end].turn_id == turn
             and not steps[end].state
         ):
             end += 1
-        kept = [k for k in range(i, end) if dropped is None or not dropped(indices[k])]
+        kept = range(i, end) if dropped is None else [k for k in range(i, end) if not dropped(indices[k])]
         if kept:
-            calls = []
+            calls, results = [], []
             for k in kept:
                 s = steps[k]
                 if isinstance(s.arguments, dict):
@@ -119,31 +159,37 @@ def chat_messages(
                     arguments = arguments_json({**s.arguments, **fix} if fix else s.arguments)
                 else:
                     arguments = s.arguments_raw or "{}"
+                call_id = dumps(s.tool_call_id or f"call_{indices[k]}")
                 calls.append(
-                    {
-                        "id": s.tool_call_id or f"call_{indices[k]}",
-                        "type": "function",
-                        "function": {"name": s.tool_name, "arguments": arguments},
-                    }
+                    b'{"function":{"arguments":'
+                    + dumps(arguments)
+                    + b',"name":'
+                    + dumps(s.tool_name)
+                    + b'},"id":'
+                    + call_id
+                    + b',"type":"function"}'
                 )
-            messages.append({"role": "assistant", "content": steps[kept[0]].plan or None, "tool_calls": calls})
-            for k, call in zip(kept, calls, strict=True):
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": steps[k].observation or ""})
+                results.append(
+                    b'{"content":' + dumps(s.observation or "") + b',"role":"tool","tool_call_id":' + call_id + b"}"
+                )
+            plan = steps[kept[0]].plan
+            pieces.append(
+                b'{"content":'
+                + (dumps(plan) if plan else b"null")
+                + b',"role":"assistant","tool_calls":['
+                + b",".join(calls)
+                + b"]}"
+            )
+            kept_to = len(pieces)
+            pieces += results
         i = end
-    while messages and messages[-1]["role"] != "assistant":
-        messages.pop()
-    return messages
-
-
-def chat_body(messages: list[dict[str, Any]]) -> bytes:
-    """The messages as canonical JSON (sorted keys, no blanks) joined by ","."""
-    return b",".join([orjson.dumps(m, option=orjson.OPT_SORT_KEYS) for m in messages])
+    return b",".join(pieces[:kept_to])
 
 
 def chat_blob(steps: Sequence[ChatStep], compress: Callable[[bytes], bytes]) -> bytes:
     """What `Trajectory.chat` keeps for these steps (stored values, indices 0, 1, …); `compress` packs the
     body as a payload is packed."""
-    body = chat_body(chat_messages(steps, range(len(steps))))
+    body = chat_body(steps, range(len(steps)))
     return bytes((CHAT_VERSION, starts_with_user(steps))) + compress(body)
 
 

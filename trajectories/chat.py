@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import json.encoder
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -208,15 +207,31 @@ def kept_chat(blob: bytes | memoryview | None) -> KeptChat | None:
 
 # Floats whose value comes back from PostgreSQL's jsonb otherwise than as the float went in: jsonb keeps
 # numbers as numeric and prints them without exponent, so 1e16 reads back as the integer 10000000000000000,
-# and -0.0 as 0.0. orjson writes such a float with a positive exponent, or as -0.0.
-_CHANGED_NUMBER = re.compile(rb"[0-9]e\+?[0-9]|-0\.0(?![0-9])")
+# and -0.0 as 0.0. orjson writes a float with a positive exponent from 1e16 on.
+_LARGE = 1e15  # at or beyond this, a float may be written with a positive exponent (a margin below 1e16)
 
 
-def as_stored(value: Any, dumped: bytes) -> Any:
-    """`value` (dumped as `dumped`, canonical JSON) as a jsonb column gives it back to Python."""
-    if _CHANGED_NUMBER.search(dumped) is None:
-        return value
-    return _as_stored(value)
+def as_stored(value: Any) -> Any:
+    """`value` (from JSON) as a jsonb column gives it back to Python: `value` itself where no float would
+    change (the usual case, found by a walk over its containers, with no copy)."""
+    t = type(value)
+    if t is float:
+        return _as_stored(value) if value == 0.0 or abs(value) >= _LARGE else value
+    if (t is dict or t is list) and _changes(value):
+        return _as_stored(value)
+    return value
+
+
+def _changes(value: Any) -> bool:
+    item: Any
+    for item in value.values() if type(value) is dict else value:
+        t = type(item)
+        if t is float:
+            if item == 0.0 or abs(item) >= _LARGE:
+                return True
+        elif (t is dict or t is list) and _changes(item):
+            return True
+    return False
 
 
 def _as_stored(value: Any) -> Any:

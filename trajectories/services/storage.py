@@ -254,7 +254,7 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     located = spans(run, arguments_texts)
     # compressed last: a packer's new dictionary comes with this run, which nothing after may refuse
     packed = packer.pack(raw) if packer is not None else Packed(pack(raw), None, None)
-    chat = chat_blob(_chat_steps(run, dumped, nul_free), packer.pack_beside if packer is not None else pack)
+    chat = chat_blob(_chat_steps(run, nul_free), packer.pack_beside if packer is not None else pack)
     return PreparedRun(
         record=record,
         run=run,
@@ -287,14 +287,11 @@ class _StoredStep:
     observation: str | None
 
 
-def _chat_steps(run: ParsedRun, dumped: list[tuple[bytes, bytes | None]], nul_free: bool) -> list[ChatStep]:
+def _chat_steps(run: ParsedRun, nul_free: bool) -> list[ChatStep]:
     """The run's steps as stored: NUL cleaned out of their texts, and their arguments' numbers as jsonb keeps
     them on PostgreSQL (the steps themselves where both leave them as they are, the usual case)."""
     postgres = connection.vendor == "postgresql"
-    arguments = [
-        step.arguments if text is None or not postgres else as_stored(step.arguments, text)
-        for step, (_, text) in zip(run.steps, dumped, strict=True)
-    ]
+    arguments = [step.arguments if not postgres else as_stored(step.arguments) for step in run.steps]
     if nul_free and all(a is s.arguments for a, s in zip(arguments, run.steps, strict=True)):
         return list(run.steps)
     return [

@@ -2,16 +2,18 @@
 lines `OpenAISftExporter.rows` builds from the steps' rows: over generated OpenAI chat files (arguments with
 floats jsonb prints otherwise, NUL, odd shapes), on the demo projects, after a Stepwise round trip; and the
 export builds a line from the rows wherever the kept messages do not hold: none kept, another version,
-options that change the steps, a dictionary gone."""
+options that change the steps, a dictionary gone; `manage.py keep_chat_messages` builds what trajectories lack."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from typing import Any
 
 import orjson
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from hypothesis import given, settings
 
@@ -26,7 +28,7 @@ from tests.trajectories.fixtures_util import run_import
 from tests.trajectories.test_import_fuzz import FUZZ, structured_files
 from trajectories.blobs import dictionary_of
 from trajectories.chat import CHAT_VERSION
-from trajectories.models import ImportStatus, PayloadDictionary, Trajectory
+from trajectories.models import ImportStatus, PayloadDictionary, Step, Trajectory
 from trajectories.services import imports
 
 OPTIONS = ({}, {"apply_corrections": True}, {"drop_wrong": True})
@@ -165,3 +167,40 @@ def test_a_dictionary_gone_leaves_the_rows(project, monkeypatch) -> None:
     assert any(dictionary_of(chat.packed) is not None for _, chat in kept_chats(ids).values() if chat)
     PayloadDictionary.objects.filter(project=project).delete()
     assert _all_kept(ids) and _lines(project, {}, ids) == expected
+
+
+@pytest.mark.smoke
+@pytest.mark.django_db
+def test_keep_chat_messages_builds_what_trajectories_lack(batch, project) -> None:
+    ids = sorted(batch.trajectories.values_list("id", flat=True))
+    # one imported before Stepwise kept messages, one of another version, one made without an import at all
+    # (steps 0, 2, 4: a call's default id is its index), one that keeps messages already
+    Trajectory.objects.filter(pk=ids[0]).update(chat=None)
+    Trajectory.objects.filter(pk=ids[1]).update(chat=bytes([CHAT_VERSION + 1, 0]) + b"not zstd")
+    made = Trajectory.objects.create(
+        project=project,
+        source_format="openai_chat",
+        importer_version="1",
+        goal_text="Change my flight.",
+        content_sha256="f" * 64,
+        payload=b"",
+        payload_sha256="f" * 64,
+    )
+    Step.objects.bulk_create(
+        Step(trajectory=made, index=2 * i, kind="tool_call", tool_name="search", arguments={"q": i}, observation="ok")
+        for i in range(3)
+    )
+    Step.objects.create(trajectory=made, index=6, kind="respond", arguments={"content": "Done."})
+    every = [*ids, made.pk]
+    kept_before = bytes(Trajectory.objects.get(pk=ids[2]).chat)
+    expected = _by_rows(project, {}, every)
+    out = io.StringIO()
+    call_command("keep_chat_messages", "--project", project.slug, stdout=out)
+    assert "Kept the chat messages of 3 trajectories." in out.getvalue()
+    assert _all_kept(every) and bytes(Trajectory.objects.get(pk=ids[2]).chat) == kept_before
+    assert _lines(project, {}, every) == expected
+    assert b'"id":"call_4"' in expected[-1][1]
+    call_command("keep_chat_messages", stdout=out)  # nothing left to build
+    assert "Kept the chat messages of 0 trajectories." in out.getvalue()
+    with pytest.raises(CommandError, match="no project"):
+        call_command("keep_chat_messages", "--project", "nope")

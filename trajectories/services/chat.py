@@ -1,0 +1,62 @@
+"""Keeping trajectories' chat messages (trajectories.chat) where they keep none of this version: trajectories
+stored before the import kept them, or kept them in another version. Built from the stored steps."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from django.db import transaction
+
+from core.models import Project
+from trajectories.blobs import pack
+from trajectories.chat import CHAT_VERSION, chat_body, starts_with_user
+from trajectories.models import Step, Trajectory
+
+CHUNK = 500
+_FIELDS = ("kind", "turn_id", "state", "plan", "tool_name", "tool_call_id", "arguments", "arguments_raw", "observation")
+
+
+class _Stored(NamedTuple):
+    kind: str
+    turn_id: str
+    state: list[dict[str, Any]]
+    plan: str
+    tool_name: str
+    tool_call_id: str
+    arguments: Any
+    arguments_raw: str | None
+    observation: str | None
+
+
+def chat_messages_keep(*, project: Project | None = None, on_chunk: Callable[[int], None] | None = None) -> int:
+    """Build and store the chat messages of every trajectory (of `project`, or of all) that keeps none of
+    this CHAT_VERSION, CHUNK trajectories a transaction; `on_chunk` hears how many each chunk did. Returns
+    how many were built."""
+    trajectories = Trajectory.objects.all() if project is None else Trajectory.objects.filter(project=project)
+    stale = (
+        pk
+        for pk, chat in trajectories.order_by("id").values_list("id", "chat").iterator(chunk_size=CHUNK * 4)
+        if chat is None or len(chat) < 2 or chat[0] != CHAT_VERSION
+    )
+    built = 0
+    for chunk in itertools.batched(stale, CHUNK):
+        with transaction.atomic():
+            steps: dict[int, list[tuple[int, _Stored]]] = {pk: [] for pk in chunk}
+            for trajectory_id, index, *values in (
+                Step.objects.filter(trajectory_id__in=chunk)
+                .order_by("trajectory_id", "index")
+                .values_list("trajectory_id", "index", *_FIELDS)
+            ):
+                steps[trajectory_id].append((index, _Stored(*values)))
+            kept = []
+            for pk, indexed in steps.items():
+                rows = [row for _, row in indexed]
+                body = chat_body(rows, [index for index, _ in indexed])
+                kept.append(Trajectory(pk=pk, chat=bytes((CHAT_VERSION, starts_with_user(rows))) + pack(body)))
+            Trajectory.objects.bulk_update(kept, ["chat"], batch_size=CHUNK)
+        built += len(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return built

@@ -44,11 +44,9 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from psycopg.abc import Transformer
-
 from trajectories.formats import RawRecord, RecordError
 from trajectories.formats.reading import RecordSpan, SerialFrom, element_from_span, record_from_span
-from trajectories.services.storage import BatchWriter, Prepared, PreparedRun
+from trajectories.services.storage import BatchWriter, Prepared, PreparedRun, RowTransformers
 
 logger = logging.getLogger(__name__)
 
@@ -65,21 +63,33 @@ class WorkerCrashed(RuntimeError):
 
 
 def _send(out: IO[bytes], message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_LENGTH.pack(len(data)))
+    """A message as its pickle's length, its out-of-band buffers' count and lengths, the pickle, then the
+    buffers (a RenderedRun's rows: written as they are, never copied into the pickle)."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    views = [buffer.raw() for buffer in buffers]
+    out.write(_LENGTH.pack(len(data)) + _LENGTH.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views))
     out.write(data)
+    for view in views:
+        out.write(view)
 
 
 def _receive(inbox: IO[bytes]) -> Any:
     """The next message, or EOF (an `_EOF` marker) when the other end closed."""
-    head = inbox.read(_LENGTH.size)
-    if len(head) < _LENGTH.size:
+    head = inbox.read(2 * _LENGTH.size)
+    if len(head) < 2 * _LENGTH.size:
         return _EOF
-    (size,) = _LENGTH.unpack(head)
+    size, count = _LENGTH.unpack_from(head)[0], _LENGTH.unpack_from(head, _LENGTH.size)[0]
+    lengths = inbox.read(count * _LENGTH.size)
+    if len(lengths) < count * _LENGTH.size:
+        return _EOF
     data = inbox.read(size)
-    if len(data) < size:
+    buffers = [inbox.read(_LENGTH.unpack_from(lengths, k * _LENGTH.size)[0]) for k in range(count)]
+    if len(data) < size or any(
+        len(b) < _LENGTH.unpack_from(lengths, k * _LENGTH.size)[0] for k, b in enumerate(buffers)
+    ):
         return _EOF
-    return pickle.loads(data)  # noqa: S301 - our own forked worker wrote it
+    return pickle.loads(data, buffers=buffers)  # noqa: S301 - our own forked worker wrote it
 
 
 _EOF = object()
@@ -127,7 +137,7 @@ class ParseWorkers:
 
     def __enter__(self) -> ParseWorkers:
         # The dumpers the writer's COPY uses, looked up here once: a worker renders with the same ones.
-        tx = self._writer.step_transformer()
+        tx = self._writer.row_transformers()
         try:
             for number in range(self._count):
                 self._fork(tx, number)
@@ -136,7 +146,7 @@ class ParseWorkers:
             raise
         return self
 
-    def _fork(self, tx: Transformer, number: int) -> None:
+    def _fork(self, tx: RowTransformers, number: int) -> None:
         to_worker_r, to_worker_w = _pipe()
         from_worker_r, from_worker_w = _pipe()
         pid = os.fork()
@@ -281,7 +291,7 @@ class ParseWorkers:
         self,
         inbox: IO[bytes],
         outbox: IO[bytes],
-        tx: Transformer,
+        tx: RowTransformers,
         prepare_one: Callable[[RawRecord], PreparedRun | RecordError],
     ) -> int:
         gc.freeze()  # what it inherited is never collected here: leave those pages shared

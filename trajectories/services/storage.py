@@ -6,10 +6,11 @@ Both write the same values.
 
 from __future__ import annotations
 
+import pickle
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -109,6 +110,8 @@ class RenderedRun:
     after it.
     `step_rows` are the step rows in binary COPY format, each with 0 for its trajectory id, which
     the writer puts in at `step_offsets` (where each row's id is, from the start of `step_rows`).
+    In the worker both byte fields are PickleBuffers: the pipe carries them out of band (import_workers),
+    and the writer gets them as bytes, neither copied into nor out of a pickle.
     """
 
     where: str
@@ -121,8 +124,8 @@ class RenderedRun:
     secrets: set[str]
     step_count: int
     unknown: int
-    trajectory_tail: bytes
-    step_rows: bytes
+    trajectory_tail: bytes | pickle.PickleBuffer
+    step_rows: bytes | pickle.PickleBuffer
     step_offsets: list[int]
     sections: dict[str, Any] = field(default_factory=dict)  # ParsedRun.sections
     dictionary_id: int | None = None  # as on PreparedRun
@@ -130,7 +133,7 @@ class RenderedRun:
 
     @property
     def size(self) -> int:
-        return len(self.trajectory_tail) + len(self.step_rows)
+        return memoryview(self.trajectory_tail).nbytes + memoryview(self.step_rows).nbytes
 
 
 Prepared = PreparedRun | RenderedRun
@@ -389,14 +392,20 @@ class BatchWriter:
             return [None] * count
         return list(_next_ids(PayloadDictionary._meta.db_table, count))
 
-    def render(self, prepared: PreparedRun, tx: Transformer) -> RenderedRun:
-        """The run's rows in binary COPY format, rendered as `_copy` would render them (the same values,
-        the same dumpers: `tx` is `step_transformer()`): done by a parse worker, so that the writer has
+    def render(self, prepared: PreparedRun, tx: RowTransformers) -> RenderedRun:
+        """The run's rows in binary COPY format, as `_copy` would render them (the same values, the
+        same types: `tx` is `row_transformers()`): done by a parse worker, so that the writer has
         nothing left per step."""
         unknown = self._unknown(prepared.run)
         values = self._trajectory_values(prepared, None, None, unknown)
-        tail = _binary_fields(values, TRAJECTORY_FIELDS[3:])
-        rows, offsets = self._step_rows(prepared, tx)
+        row = bytearray()
+        # psycopg's C row writer, as for the steps: the tail's fields are its row without the field count
+        format_row_binary(
+            tuple(_json_text(values[f]) if f in _TAIL_JSON else values[f] for f in TRAJECTORY_FIELDS[3:]),
+            tx.trajectory,
+            row,
+        )
+        rows, offsets = self._step_rows(prepared, tx.steps)
         return RenderedRun(
             where=prepared.where,
             line=prepared.line,
@@ -408,8 +417,8 @@ class BatchWriter:
             secrets=prepared.secrets,
             step_count=prepared.step_count,
             unknown=unknown,
-            trajectory_tail=tail,
-            step_rows=rows,
+            trajectory_tail=pickle.PickleBuffer(memoryview(row)[2:]),
+            step_rows=pickle.PickleBuffer(rows),
             step_offsets=offsets,
             sections=prepared.run.sections,
             dictionary_id=prepared.dictionary_id,
@@ -624,7 +633,7 @@ class BatchWriter:
             end,
         )
 
-    def _step_rows(self, p: PreparedRun, tx: Transformer) -> tuple[bytes, list[int]]:
+    def _step_rows(self, p: PreparedRun, tx: Transformer) -> tuple[bytearray, list[int]]:
         """The run's step rows in binary COPY format with 0 for their trajectory id, and where in them
         each row's id is (psycopg's C row writer, with `step_transformer()`'s dumpers)."""
         rows = bytearray()
@@ -632,26 +641,20 @@ class BatchWriter:
         for i, (step, (state, arguments)) in enumerate(zip(p.run.steps, p.step_json, strict=True)):
             offsets.append(len(rows) + _ID_AT)
             format_row_binary((0, *self._step_row(p, i, step, state, arguments)), tx, rows)
-        return bytes(rows), offsets
+        return rows, offsets
 
     @staticmethod
     def step_transformer() -> Transformer:
         """What renders step rows in binary COPY format: a dumper of each column's type (STEP_TYPES),
         the jsonb columns taking the JSON text that `prepare` dumped."""
-        connection.ensure_connection()
-        conn = connection.connection
-        adapters = adapt.AdaptersMap(conn.adapters)
-        adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)
+        return _transformer([STEP_TYPES.get(name, "text") for name in ("trajectory_id", *STEP_FIELDS)])
 
-        class Context:  # an AdaptContext: this connection's, with the dumper of JSON text
-            def __init__(self) -> None:
-                self.adapters = adapters
-                self.connection = conn
-
-        tx = adapt.Transformer(Context())
-        oids = [pg_types[STEP_TYPES.get(name, "text")].oid for name in ("trajectory_id", *STEP_FIELDS)]
-        tx.set_dumper_types(oids, pq.Format.BINARY)
-        return tx
+    @classmethod
+    def row_transformers(cls) -> RowTransformers:
+        """The step rows' transformer and that of a trajectory row's tail (TRAJECTORY_FIELDS[3:], its jsonb
+        fields as JSON text): made where the database connection is, before parse workers fork."""
+        tail = _transformer([TRAJECTORY_TYPES.get(name, "text") for name in TRAJECTORY_FIELDS[3:]])
+        return RowTransformers(cls.step_transformer(), tail)
 
     def _unknown(self, run: ParsedRun) -> int:
         if self.tools is None:
@@ -729,6 +732,7 @@ class BatchWriter:
             ) as copy:
                 tx = self.step_transformer() if any(isinstance(p, PreparedRun) for p in runs) else None
                 out = bytearray(_BINARY_SIGNATURE)
+                rows: bytes | bytearray | pickle.PickleBuffer
                 for p, trajectory_id in zip(runs, ids, strict=True):
                     if isinstance(p, RenderedRun):
                         rows, offsets = p.step_rows, p.step_offsets
@@ -750,6 +754,29 @@ class BatchWriter:
     @staticmethod
     def _writer(cursor: Any) -> LibpqWriter:
         return LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
+
+
+class RowTransformers(NamedTuple):
+    steps: Transformer
+    trajectory: Transformer
+
+
+def _transformer(types: list[str]) -> Transformer:
+    """A transformer that renders rows of these PostgreSQL types in binary COPY format (this connection's
+    dumpers, jsonb taking JSON text)."""
+    connection.ensure_connection()
+    conn = connection.connection
+    adapters = adapt.AdaptersMap(conn.adapters)
+    adapters.register_dumper(_JsonText, _JsonTextBinaryDumper)
+
+    class Context:  # an AdaptContext: this connection's, with the dumper of JSON text
+        def __init__(self) -> None:
+            self.adapters = adapters
+            self.connection = conn
+
+    tx = adapt.Transformer(Context())
+    tx.set_dumper_types([pg_types[kind].oid for kind in types], pq.Format.BINARY)
+    return tx
 
 
 def _next_ids(table: str, count: int) -> list[int]:
@@ -817,6 +844,7 @@ TRAJECTORY_TYPES = {
     "step_count": "int4",
     "unknown_tool_count": "int4",
 }  # the others are text (varchar or text)
+_TAIL_JSON = frozenset(name for name, kind in TRAJECTORY_TYPES.items() if kind == "jsonb")
 
 
 def _binary_value(kind: str, value: Any) -> bytes:

@@ -8,6 +8,7 @@ so that the same strings can be taken out of the stored original bytes too.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ _SECRET_VALUE = re.compile(
     r"|Bearer\s+\S{12,}|Basic\s+[A-Za-z0-9+/=]{12,})$"
 )
 
+_SHORTEST_SECRET = 15  # no shorter string matches _SECRET_VALUE (xox?- and 10 more is its shortest)
+
 
 @dataclass
 class Scrubbed:
@@ -39,26 +42,50 @@ def _escape(key: str) -> str:
 
 
 def scrub(value: Any, *, pointer: str = "", found: Scrubbed | None = None) -> tuple[Any, Scrubbed]:
-    """`value` with secrets replaced, and what was replaced. The input is not modified."""
+    """`value` with secrets replaced, and what was replaced. The input is not modified: where it holds
+    no secret (the usual case, found by a walk that builds nothing), it is what comes back."""
     found = found if found is not None else Scrubbed()
+    if not _holds_secret(value, secret_key=False):
+        return value, found
     return _scrub(value, pointer, found, secret_key=False), found
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_secret(key: str) -> bool:
+    """Does a key name a secret? (Keys repeat from record to record: each is looked at once.)"""
+    return bool(_SECRET_KEY.search(key)) and not _HARMLESS_KEY.search(key)
+
+
+def _is_secret(value: str, *, secret_key: bool) -> bool:
+    if not value or value == SCRUBBED:
+        return False
+    if secret_key and len(value) >= 4:
+        return True
+    if len(value) < _SHORTEST_SECRET:
+        return False
+    padded = value[0].isspace() or value[-1].isspace()
+    return bool(_SECRET_VALUE.match(value.strip() if padded else value))
+
+
+def _holds_secret(value: Any, *, secret_key: bool) -> bool:
+    if isinstance(value, str):
+        return _is_secret(value, secret_key=secret_key)
+    if isinstance(value, dict):
+        return any(_holds_secret(item, secret_key=_names_secret(str(key))) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_secret(item, secret_key=secret_key) for item in value)
+    return False
 
 
 def _scrub(value: Any, pointer: str, found: Scrubbed, *, secret_key: bool) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            named = bool(_SECRET_KEY.search(str(key))) and not _HARMLESS_KEY.search(str(key))
-            out[key] = _scrub(item, f"{pointer}/{_escape(str(key))}", found, secret_key=named)
+            out[key] = _scrub(item, f"{pointer}/{_escape(str(key))}", found, secret_key=_names_secret(str(key)))
         return out
     if isinstance(value, list):
         return [_scrub(item, f"{pointer}/{i}", found, secret_key=secret_key) for i, item in enumerate(value)]
-    if (
-        isinstance(value, str)
-        and value
-        and value != SCRUBBED
-        and ((secret_key and len(value) >= 4) or _SECRET_VALUE.match(value.strip()))
-    ):
+    if isinstance(value, str) and _is_secret(value, secret_key=secret_key):
         found.where[pointer or "/"] = 1
         found.values.add(value)
         return SCRUBBED

@@ -27,7 +27,7 @@ import json.encoder
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -64,6 +64,20 @@ class ChatStep(Protocol):
 
     @property
     def observation(self) -> str | None: ...
+
+
+class StoredStep(NamedTuple):
+    """A step's values as the database keeps them, which its messages are made of (a ChatStep)."""
+
+    kind: str
+    turn_id: str
+    state: list[dict[str, Any]]
+    plan: str
+    tool_name: str
+    tool_call_id: str
+    arguments: Any
+    arguments_raw: str | None
+    observation: str | None
 
 
 def arguments_json(arguments: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ a call's arguments are json.dumps's text; the floats jsonb gives back otherwise 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,21 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.trajectories.test_import_fuzz import json_values
-from trajectories.chat import arguments_json, as_stored, chat_body, chat_messages
+from trajectories.chat import StoredStep, arguments_json, as_stored, chat_body, chat_messages
 from trajectories.formats.canonical import canonical_json
 
-
-@dataclass(frozen=True)
-class Step:
-    kind: str
-    turn_id: str
-    state: list[dict[str, Any]]
-    plan: str
-    tool_name: str
-    tool_call_id: str
-    arguments: Any
-    arguments_raw: str | None
-    observation: str | None
+Step = StoredStep  # the generated steps are stored values
 
 
 def reference(steps: list[Step], indices: list[int], dropped: Any, corrected: Any) -> list[dict[str, Any]]:

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from django.db import transaction
 
 from core.models import Project
 from trajectories.blobs import pack
-from trajectories.chat import CHAT_VERSION, chat_body, starts_with_user
+from trajectories.chat import CHAT_VERSION, StoredStep, chat_body, starts_with_user
 from trajectories.models import Step, Trajectory
 
 CHUNK = 500
-_FIELDS = ("kind", "turn_id", "state", "plan", "tool_name", "tool_call_id", "arguments", "arguments_raw", "observation")
-
-
-class _Stored(NamedTuple):
-    kind: str
-    turn_id: str
-    state: list[dict[str, Any]]
-    plan: str
-    tool_name: str
-    tool_call_id: str
-    arguments: Any
-    arguments_raw: str | None
-    observation: str | None
+_FIELDS = StoredStep._fields
 
 
 def chat_messages_keep(*, project: Project | None = None, on_chunk: Callable[[int], None] | None = None) -> int:
@@ -43,13 +30,13 @@ def chat_messages_keep(*, project: Project | None = None, on_chunk: Callable[[in
     built = 0
     for chunk in itertools.batched(stale, CHUNK):
         with transaction.atomic():
-            steps: dict[int, list[tuple[int, _Stored]]] = {pk: [] for pk in chunk}
+            steps: dict[int, list[tuple[int, StoredStep]]] = {pk: [] for pk in chunk}
             for trajectory_id, index, *values in (
                 Step.objects.filter(trajectory_id__in=chunk)
                 .order_by("trajectory_id", "index")
                 .values_list("trajectory_id", "index", *_FIELDS)
             ):
-                steps[trajectory_id].append((index, _Stored(*values)))
+                steps[trajectory_id].append((index, StoredStep(*values)))
             kept = []
             for pk, indexed in steps.items():
                 rows = [row for _, row in indexed]

@@ -24,7 +24,7 @@ from psycopg.postgres import types as pg_types
 
 from core.models import Project
 from trajectories.blobs import Packed, PayloadPacker, pack
-from trajectories.chat import ChatStep, as_stored, chat_blob
+from trajectories.chat import ChatStep, StoredStep, as_stored, chat_blob
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.canonical import canonical_json, content_json, run_to_dict, sha256_hex, spans
 from trajectories.formats.scrub import SCRUBBED, scrub
@@ -275,21 +275,6 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     )
 
 
-@dataclass(slots=True)
-class _StoredStep:
-    """A step's values as the database gives them back, for its chat messages."""
-
-    kind: str
-    turn_id: str
-    state: list[dict[str, Any]]
-    plan: str
-    tool_name: str
-    tool_call_id: str
-    arguments: Any
-    arguments_raw: str | None
-    observation: str | None
-
-
 def _chat_steps(run: ParsedRun, nul_free: bool) -> list[ChatStep]:
     """The run's steps as stored: NUL cleaned out of their texts, and their arguments' numbers as jsonb keeps
     them on PostgreSQL (the steps themselves where both leave them as they are, the usual case)."""
@@ -298,7 +283,7 @@ def _chat_steps(run: ParsedRun, nul_free: bool) -> list[ChatStep]:
     if nul_free and all(a is s.arguments for a, s in zip(arguments, run.steps, strict=True)):
         return list(run.steps)
     return [
-        _StoredStep(
+        StoredStep(
             kind=step.kind,
             turn_id=step.turn_id[:100],
             state=step.state if nul_free else _scrub_nul(step.state),

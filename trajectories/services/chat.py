@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import BinaryField, IntegerField, Q
+from django.db.models.functions import Length, Substr
 
 from core.models import Project
 from trajectories.blobs import pack
@@ -22,10 +24,15 @@ def chat_messages_keep(*, project: Project | None = None, on_chunk: Callable[[in
     this CHAT_VERSION, CHUNK trajectories a transaction; `on_chunk` hears how many each chunk did. Returns
     how many were built."""
     trajectories = Trajectory.objects.all() if project is None else Trajectory.objects.filter(project=project)
+    # found by the database from each blob's first bytes: the blobs themselves are not read
     stale = (
-        pk
-        for pk, chat in trajectories.order_by("id").values_list("id", "chat").iterator(chunk_size=CHUNK * 4)
-        if chat is None or len(chat) < 2 or chat[0] != CHAT_VERSION
+        trajectories.annotate(
+            version=Substr("chat", 1, 1, output_field=BinaryField()), size=Length("chat", output_field=IntegerField())
+        )
+        .filter(Q(chat__isnull=True) | Q(size__lt=2) | ~Q(version=bytes((CHAT_VERSION,))))
+        .order_by("id")
+        .values_list("id", flat=True)
+        .iterator(chunk_size=CHUNK * 4)
     )
     built = 0
     for chunk in itertools.batched(stale, CHUNK):

@@ -48,7 +48,8 @@ def export_get(*, batch: Batch, job_id: int) -> ExportJob:
     return job
 
 
-KeptLine = tuple[tuple[tuple[str, str, str, str, str], str], KeptChat | None]
+Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version
+KeptLine = tuple[tuple[Origin, str], KeptChat | None]  # (the trajectory's origin, its goal text), its messages
 
 
 _KEPT_FIELDS = (

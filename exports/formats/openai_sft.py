@@ -25,15 +25,11 @@ from typing import Any, ClassVar
 import orjson
 
 from exports.formats.base import Source, settled_wrong, sources
-from exports.selectors import kept_chats, steps_changed_by
-from trajectories.chat import arguments_json, chat_messages, starts_with_user
+from exports.selectors import Origin, kept_chats, steps_changed_by
+from trajectories.chat import chat_messages, starts_with_user
 from trajectories.models import PayloadDictionary
 from trajectories.selectors.registries import active_registry_tools_query
 from trajectories.selectors.runs import chat_unpacker
-
-__all__ = ["OpenAISftExporter", "arguments_json"]
-
-Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version
 
 
 class OpenAISftExporter:
@@ -51,7 +47,7 @@ class OpenAISftExporter:
         ]
         self._head = b'{"messages":['
         self._tail = b'],"tools":' + orjson.dumps(self.tools, option=orjson.OPT_SORT_KEYS) + b"}\n"
-        self._unpacker_: Any = None
+        self._unpacker = chat_unpacker()  # reads a dictionary only when a blob needs one
 
     def lines(self, ids: list[int]) -> list[tuple[Origin, bytes]]:
         """The lines of a chunk of trajectories (in the given order) with the trajectory each came from."""
@@ -85,12 +81,6 @@ class OpenAISftExporter:
                 head = self._head if not goal or (chat and chat.first_user) else self._head + self._goal(goal) + b","
                 lines.append((origin, head + body + self._tail))
         return lines
-
-    @property
-    def _unpacker(self) -> Any:
-        if self._unpacker_ is None:
-            self._unpacker_ = chat_unpacker()
-        return self._unpacker_
 
     @staticmethod
     def _goal(goal: str) -> bytes:

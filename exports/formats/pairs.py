@@ -34,7 +34,8 @@ from typing import Any
 import orjson
 
 from exports.formats.base import Source, settled_wrong
-from exports.formats.openai_sft import OpenAISftExporter, arguments_json
+from exports.formats.openai_sft import OpenAISftExporter
+from trajectories.chat import arguments_json
 from trajectories.models import Trajectory
 
 MAX_PAIRS = 10

@@ -36,6 +36,7 @@ from core.services import audit_record
 from exports.formats import FORMATS
 from exports.formats.base import CHUNK, Source, sources
 from exports.models import Batch, ExportJob, ExportStatus, Pseudonym
+from exports.selectors import Origin
 from trajectories.models import Trajectory
 from trajectories.selectors.registries import registry_active
 from verification.models import CheckRun
@@ -141,9 +142,6 @@ def _one_writer(job_id: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(Exception), connection.cursor() as cursor:  # a lost connection has let go already
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCKS, job_id])
-
-
-Origin = tuple[str, str, str, str, str]  # rollout id (or pk), content sha256, payload sha256, importer, its version
 
 
 def _origin(t: Trajectory) -> Origin:

@@ -79,15 +79,14 @@ def _receive(inbox: IO[bytes]) -> Any:
     head = inbox.read(2 * _LENGTH.size)
     if len(head) < 2 * _LENGTH.size:
         return _EOF
-    size, count = _LENGTH.unpack_from(head)[0], _LENGTH.unpack_from(head, _LENGTH.size)[0]
+    size, count = struct.unpack("<QQ", head)
     lengths = inbox.read(count * _LENGTH.size)
     if len(lengths) < count * _LENGTH.size:
         return _EOF
     data = inbox.read(size)
-    buffers = [inbox.read(_LENGTH.unpack_from(lengths, k * _LENGTH.size)[0]) for k in range(count)]
-    if len(data) < size or any(
-        len(b) < _LENGTH.unpack_from(lengths, k * _LENGTH.size)[0] for k, b in enumerate(buffers)
-    ):
+    sizes = struct.unpack(f"<{count}Q", lengths)
+    buffers = [inbox.read(length) for length in sizes]
+    if len(data) < size or any(len(b) < length for b, length in zip(buffers, sizes, strict=True)):
         return _EOF
     return pickle.loads(data, buffers=buffers)  # noqa: S301 - our own forked worker wrote it
 

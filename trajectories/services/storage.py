@@ -382,14 +382,7 @@ class BatchWriter:
         same types: `tx` is `row_transformers()`): done by a parse worker, so that the writer has
         nothing left per step."""
         unknown = self._unknown(prepared.run)
-        values = self._trajectory_values(prepared, None, None, unknown)
-        row = bytearray()
-        # psycopg's C row writer, as for the steps: the tail's fields are its row without the field count
-        format_row_binary(
-            tuple(_json_text(values[f]) if f in _TAIL_JSON else values[f] for f in TRAJECTORY_FIELDS[3:]),
-            tx.trajectory,
-            row,
-        )
+        tail = _tail(self._trajectory_values(prepared, None, None, unknown), tx.trajectory)
         rows, offsets = self._step_rows(prepared, tx.steps)
         return RenderedRun(
             where=prepared.where,
@@ -402,7 +395,7 @@ class BatchWriter:
             secrets=prepared.secrets,
             step_count=prepared.step_count,
             unknown=unknown,
-            trajectory_tail=pickle.PickleBuffer(memoryview(row)[2:]),
+            trajectory_tail=pickle.PickleBuffer(tail),
             step_rows=pickle.PickleBuffer(rows),
             step_offsets=offsets,
             sections=prepared.run.sections,
@@ -685,6 +678,7 @@ class BatchWriter:
                 f"COPY {Trajectory._meta.db_table} ({TRAJECTORY_COLUMNS}) FROM STDIN (FORMAT BINARY)",
                 writer=self._writer(cursor),
             ) as copy:
+                tx = self.row_transformers() if any(isinstance(p, PreparedRun) for p in runs) else None
                 out = bytearray(_BINARY_SIGNATURE)
                 end = _binary_value("timestamptz", now)
                 for p, trajectory_id, goal_id, task_id in zip(runs, ids, goal_ids, task_ids, strict=True):
@@ -699,9 +693,8 @@ class BatchWriter:
                     else:
                         unknown = self._unknown(p.run)
                         unknown_total += unknown
-                        out += _binary_fields(
-                            self._trajectory_values(p, goal_id, task_id, unknown), TRAJECTORY_FIELDS[3:]
-                        )
+                        assert tx is not None
+                        out += _tail(self._trajectory_values(p, goal_id, task_id, unknown), tx.trajectory)
                     out += end
                     if len(out) >= COPY_BLOCK_BYTES:
                         copy.write(out)
@@ -715,7 +708,6 @@ class BatchWriter:
                 f"COPY {Step._meta.db_table} ({STEP_COLUMNS}) FROM STDIN (FORMAT BINARY)",
                 writer=self._writer(cursor),
             ) as copy:
-                tx = self.step_transformer() if any(isinstance(p, PreparedRun) for p in runs) else None
                 out = bytearray(_BINARY_SIGNATURE)
                 rows: bytes | bytearray | pickle.PickleBuffer
                 for p, trajectory_id in zip(runs, ids, strict=True):
@@ -723,7 +715,7 @@ class BatchWriter:
                         rows, offsets = p.step_rows, p.step_offsets
                     else:
                         assert tx is not None
-                        rows, offsets = self._step_rows(p, tx)
+                        rows, offsets = self._step_rows(p, tx.steps)
                     start = len(out)
                     out += rows
                     for offset in offsets:  # each row's trajectory id, in place of its 0
@@ -813,7 +805,7 @@ _INT4 = struct.Struct(">ii")
 _FLOAT8 = struct.Struct(">id")
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# Each trajectory field's PostgreSQL type, as _binary_value writes it.
+# Each trajectory field's PostgreSQL type, as row_transformers() dumps it (and _binary_value writes it).
 TRAJECTORY_TYPES = {
     "project_id": "int8",
     "goal_id": "int8",
@@ -854,8 +846,14 @@ def _binary_value(kind: str, value: Any) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
-def _binary_fields(values: dict[str, Any], fields: tuple[str, ...]) -> bytes:
-    return b"".join([_binary_value(TRAJECTORY_TYPES.get(name, "text"), values[name]) for name in fields])
+def _tail(values: dict[str, Any], tx: Transformer) -> memoryview:
+    """A trajectory row from `source_file_id` on (TRAJECTORY_FIELDS[3:]) in binary COPY format: psycopg's C
+    row writer (`tx`, row_transformers().trajectory) renders them as a row, less its field count."""
+    row = bytearray()
+    format_row_binary(
+        tuple(_json_text(values[f]) if f in _TAIL_JSON else values[f] for f in TRAJECTORY_FIELDS[3:]), tx, row
+    )
+    return memoryview(row)[2:]
 
 
 STEP_FIELDS = (

@@ -97,6 +97,15 @@ ARRAYS = [
     b"[NaN, 1e400, 123456789012345678901234567890]",  # only the stdlib scanner takes these
     b'["\\ud800"]',
     b'[{"a":"\xff"}, 2, {"b": "\xc3"}]',  # not UTF-8: that element alone is rejected
+    # one element a line, and indented: cut at the lines that start as the first element's does
+    b'[\n{"a": 1},\n{"b": "x,\\n{y"},\n\n{"c": [1,\n2]}\n]\n',
+    b'[\n  {\n    "a": 1\n  },\n  {\n    "b": [\n      {"c": 2},\n      {"d": 3}\n    ]\n  }\n]',
+    b"[\n  [1, 2],  \n  [3],\n  []\n]",
+    b'[\n  {"a": 1}\n, {"b": 2}\n, {"c": 3}\n]',  # commas that lead a line: no line cuts
+    b'[\n{"a": [\n{"x": 1},\n{"y": 2}\n]},\n{"b": 2}\n]',  # a line inside an element looks like an element's
+    b'[\n{"a": 1},\n{"b": 2},\n]',
+    b'[\n{"a": 1},\n{"b": 2}\n',
+    b'[\n{"a": 1},\n{"b": 2}\n] x',
 ]
 BROKEN_ARRAYS = [
     b"",
@@ -193,6 +202,48 @@ def test_any_array_reads_alike(data: bytes, chunk: int) -> None:
         assert_read_alike(data)
     finally:
         reading.SCAN_CHUNK = original
+
+
+@PROPERTIES
+@given(
+    data=array_files(),
+    chunk=st.sampled_from([1, 2, 3, 7, 64, 4 << 20]),
+    span_limit=st.sampled_from([8, 64, 4 << 20]),
+)
+def test_any_array_reads_alike_whatever_the_line_cuts_chunks(data: bytes, chunk: int, span_limit: int) -> None:
+    """The line cuts (one element a line, or indented) with their chunks ending anywhere, and handing over
+    to the bracket scanner at any span length."""
+    originals = reading.LINE_CHUNK, reading.LINE_SPAN_BYTES
+    reading.LINE_CHUNK, reading.LINE_SPAN_BYTES = chunk, span_limit
+    try:
+        assert_read_alike(data)
+    finally:
+        reading.LINE_CHUNK, reading.LINE_SPAN_BYTES = originals
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_line_structured_array_is_cut_by_its_lines(indent: int | None, monkeypatch) -> None:
+    """One element a line, or indented: the bracket scanner only sees the last element (after it, the
+    closing bracket); every other cut is a line's."""
+    elements = [{"id": i, "text": "a,\n{b}", "nested": [{"x": [i]}, {"y": {}}]} for i in range(50)]
+    if indent is None:
+        data = b"[\n" + b",\n".join(json.dumps(e).encode() for e in elements) + b"\n]\n"
+    else:
+        data = json.dumps(elements, indent=indent).encode()
+    started_at: list[int] = []
+    bracket_spans = reading._bracket_spans
+
+    def watched(fd: int, size: int, seg_start: int, seg_line: int, index: int) -> Any:
+        started_at.append(index)
+        return bracket_spans(fd, size, seg_start, seg_line, index)
+
+    monkeypatch.setattr(reading, "_bracket_spans", watched)
+    assert_read_alike(data)
+    assert started_at == [49]
+    compact = b"[" + b",".join(json.dumps(e).encode() for e in elements) + b"]"
+    started_at.clear()
+    assert_read_alike(compact)
+    assert started_at == [0]  # no lines to cut by
 
 
 def test_spans_cover_the_elements_bytes() -> None:

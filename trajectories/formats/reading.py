@@ -307,14 +307,23 @@ def _line_span(
 def scan_json_array(fd: int, size: int) -> Iterator[RecordSpan | SerialFrom]:
     """The elements of a top-level JSON array as spans, found without parsing them.
 
-    A vectorised pass per chunk (numpy) finds the quotes that are not escaped, hence which
-    brackets and commas are outside strings, hence the commas at depth 1: the separators. It
-    validates nothing inside the elements: each span is parsed on its own later, and when every
-    span parses, the spans are exactly the elements iter_json_array reads (a file of valid spans
-    joined by commas is a valid array). Whatever the scanner or a parse cannot vouch for (no
-    opening bracket, an element that does not end, data after the closing bracket, an element
-    near the size limit, a span that does not parse) ends the spans with SerialFrom(n): from
-    element n on, iter_json_array reads the file and locates the fault as it always has.
+    Spans are found two ways. Neither validates anything inside the elements: each span is parsed
+    on its own later, and when every span parses as one JSON value, the spans are exactly the
+    elements iter_json_array reads, however they were found (a value is self-delimiting, so a span
+    that starts where an element starts and parses whole ends where that element ends; by
+    induction from the bracket, every cut is a separator).
+
+    * An array written one element a line, or indented (`json.dump(…, indent=n)`), is cut where a
+      line starts with the first element's indentation and opening bracket after a comma
+      (`_line_spans`): a C search for those few bytes, about 20 times faster than the second way.
+    * Anything else (and the rest of a file where those cuts stop) goes through a vectorised pass
+      per chunk (numpy, `_bracket_spans`) that finds the quotes that are not escaped, hence which
+      brackets and commas are outside strings, hence the commas at depth 1: the separators.
+
+    Whatever the scanner or a parse cannot vouch for (no opening bracket, an element that does not
+    end, data after the closing bracket, an element near the size limit, a span that does not
+    parse) ends the spans with SerialFrom(n): from element n on, iter_json_array reads the file and
+    locates the fault as it always has.
     """
     head = os.pread(fd, min(SCAN_CHUNK, size), 0)
     pos = _skip_json_ws(head, 0)
@@ -323,14 +332,88 @@ def scan_json_array(fd: int, size: int) -> Iterator[RecordSpan | SerialFrom]:
     if head[pos : pos + 1] != b"[":
         yield SerialFrom(0)
         return
+    yield from _line_spans(fd, size, head, pos + 1, 1 + head.count(b"\n", 0, pos))
+
+
+LINE_SPAN_BYTES = 4 << 20  # a line-cut span longer than this is looked at by _bracket_spans instead
+LINE_CHUNK = 4 << 20
+_COMMA_BEFORE = 256  # how far before a cut's line its comma is looked for (blank lines, trailing blanks)
+
+
+def _line_spans(fd: int, size: int, head: bytes, start: int, line: int) -> Iterator[RecordSpan | SerialFrom]:
+    """The elements from `start` (just after the opening bracket; on `line`) on, cut where a line begins as
+    the first element's line does ("\n", its indentation, "{" or "[") and a comma comes before it; from the
+    first span it cannot cut this way on (no such lines, the last element, a large one), _bracket_spans."""
+    first = _skip_json_ws(head, start)
+    gap = head[start:first]
+    opening = head[first : first + 1]
+    if b"\n" not in gap or opening not in (b"{", b"["):
+        yield from _bracket_spans(fd, size, start, line, 0)
+        return
+    marker = b"\n" + gap[gap.rfind(b"\n") + 1 :] + opening
+    index = 0
+    seg_start, seg_line = start, line
+    counted, counted_line = start, line  # the line at file offset `counted`
+    base, buf = 0, head  # the file's bytes [base, base + len(buf))
+    at = first  # where the next search starts (a file offset)
+    while True:
+        found = _find_line(buf, marker, at - base)
+        if found < 0:
+            end = base + len(buf)
+            if end >= size or end - seg_start > LINE_SPAN_BYTES:
+                break
+            # keep what a marker cut by the chunk's end, and the comma before one, may need
+            keep = max(base, min(end - len(marker) - _COMMA_BEFORE, at))
+            if keep > counted:
+                counted_line += buf.count(b"\n", counted - base, keep - base)
+                counted = keep
+            buf = buf[keep - base :] + os.pread(fd, min(LINE_CHUNK, size - end), end)
+            base = keep
+            at = max(at, end - len(marker) + 1)
+            continue
+        found += base
+        at = found + 1
+        low = max(seg_start, found - _COMMA_BEFORE, base)
+        before = buf[low - base : found - base].rstrip(_JSON_WS)
+        if not before.endswith(b","):
+            continue  # a line inside an element that looks like the start of one
+        comma = low + len(before) - 1
+        if comma - seg_start > LINE_SPAN_BYTES:
+            break
+        yield RecordSpan(seg_start, comma, seg_line, index, element=True)
+        index += 1
+        counted_line += buf.count(b"\n", counted - base, comma - base)
+        counted = comma
+        seg_start, seg_line = comma + 1, counted_line
+    yield from _bracket_spans(fd, size, seg_start, seg_line, index)
+
+
+def _find_line(buf: bytes, marker: bytes, pos: int) -> int:
+    """buf.find(marker, pos), where marker is "\n" and the line's first bytes: a line with no indentation
+    is found by its newline (memchr, many times faster than a search for two bytes)."""
+    if len(marker) > 2:
+        return buf.find(marker, pos)
+    opening = marker[1]
+    found = buf.find(b"\n", pos)
+    while found >= 0 and (found + 1 >= len(buf) or buf[found + 1] != opening):
+        if found + 1 >= len(buf):
+            return -1  # the line's first byte is in the next chunk: looked for again with it
+        found = buf.find(b"\n", found + 1)
+    return found
+
+
+def _bracket_spans(fd: int, size: int, seg_start: int, seg_line: int, index: int) -> Iterator[RecordSpan | SerialFrom]:
+    """The elements from `seg_start` on (where an element starts: after the opening bracket or a separator,
+    at depth 1, outside any string; `seg_line` is its line, `index` its number), by the vectorised pass."""
     import numpy as np  # only here: the rest of the module (and its importers) need no numpy
 
-    index = 0
-    seg_start, seg_line = pos + 1, 1 + head.count(b"\n", 0, pos)
     depth, in_string, escape_next = 1, 0, False
-    offset, chunk, scan_from = 0, head, pos + 1
-    line_base, counted = seg_line, pos  # the line at chunk[counted]
+    offset, chunk, scan_from = seg_start, os.pread(fd, min(SCAN_CHUNK, size - seg_start), seg_start), 0
+    line_base, counted = seg_line, 0  # the line at chunk[counted]
     while True:
+        if not chunk:
+            yield SerialFrom(index)  # the file ends inside the array
+            return
         a = np.frombuffer(chunk, np.uint8)
         if scan_from:
             a = a[scan_from:]  # positions below are relative to scan_from

@@ -204,3 +204,44 @@ def test_workers_read_a_json_array_as_the_serial_path_does(project, pm, monkeypa
     if tail != b"\n]\n":  # the fault after the last whole element is located as the serial reader does
         assert parallel.errors[-1] == serial.errors[-1]
         assert parallel.errors[-1]["where"].startswith(("element 8", "line "))
+
+
+@pytest.mark.django_db
+def test_an_import_looks_duplicates_up_in_the_unique_index(project) -> None:
+    """The duplicate lookups of a PostgreSQL import read the unique (project, content hash) index, even on a
+    table with no statistics yet (it is truncated here, as a fresh database's is): plans as PostgreSQL made
+    them, shown by auto_explain."""
+    from django.db import connection
+
+    plans: list[str] = []
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE trajectories_trajectory CASCADE")  # no statistics: relpages 0, reltuples -1
+        cursor.execute("LOAD 'auto_explain'")
+        cursor.execute("SET auto_explain.log_min_duration = 0")
+        cursor.execute("SET auto_explain.log_level = notice")
+        cursor.execute("SET auto_explain.log_format = json")
+        connection.connection.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    try:
+        data = b"".join(_record(f"run {i}") for i in range(60))
+        first = _import(project, "a.jsonl", data)
+        again = _import(project, "b.jsonl", data + _record("one more"))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET auto_explain.log_min_duration = -1")
+    assert first.status == ImportStatus.DONE and first.trajectories_imported == 60
+    assert again.duplicates == 60
+    lookups = [json.loads(p[p.index("{") :]) for p in plans if "unnest(" in p and "content_sha256" in p]
+    assert len(lookups) >= 2
+
+    def scans(node: dict) -> list[tuple[str, str]]:
+        found = [(node.get("Node Type", ""), node.get("Index Name", ""))]
+        for child in node.get("Plans", []):
+            found += scans(child)
+        return found
+
+    for lookup in lookups:
+        nodes = scans(lookup["Plan"])
+        assert ("Index Only Scan", "trajectory_unique_content") in nodes or (
+            "Index Scan",
+            "trajectory_unique_content",
+        ) in nodes, nodes

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 UserLike = User | AnonymousUser | None
 MAX_STORED_ERRORS = 1000
-BATCH_STEPS = 5000
+BATCH_STEPS = 10000
 BATCH_RUNS = 1000
 # …and at most about this much data (SWE-agent steps carry KBs each): the batch being written
 # and the one read ahead are what the import holds in memory.

@@ -55,7 +55,6 @@ _PIPE_BYTES = 1 << 20  # pipe buffers as large as Linux allows without privilege
 _CRASH = "crash"  # a worker's last message when something outside any one record failed
 _SERIAL = "serial"  # a worker's answer for an array span that is not one valid JSON value
 _RAW, _LINE, _ELEMENT = 0, 1, 2  # what a worker is handed: a record's bytes, or a span of the file
-_PLAN_SLOTS = 4096  # records read ahead of the results: at most this many await theirs
 
 
 class WorkerCrashed(RuntimeError):
@@ -128,7 +127,10 @@ class ParseWorkers:
         self._pids: list[int] = []
         self._inboxes: list[IO[bytes]] = []  # this process writes records to them
         self._outboxes: list[IO[bytes]] = []  # this process reads results from them
-        self._plan: queue.Queue[tuple[int, Any]] = queue.Queue(_PLAN_SLOTS)
+        # Which worker answers each record next, in the file's order. Unbounded, and C's own queue (a bounded
+        # queue.Queue cost the feeder a lock dance a record): each entry stands for a message in a pipe, so the
+        # pipes bound it.
+        self._plan: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -269,11 +271,7 @@ class ParseWorkers:
         self._stop.set()
         if self._feeder is not None and self._feeder.is_alive():
             self.stop()  # so that a feeder blocked on a full pipe wakes
-            while self._feeder.is_alive():
-                try:  # make room for a feeder blocked on the plan
-                    self._plan.get_nowait()
-                except queue.Empty:
-                    self._feeder.join(0.05)
+            self._feeder.join()
         for outbox in self._outboxes:
             outbox.close()
         for inbox in self._inboxes:

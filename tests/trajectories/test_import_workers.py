@@ -104,10 +104,14 @@ def _report(job: ImportJob) -> tuple:
     )
 
 
+@pytest.mark.parametrize("group", [1, 3, 16])
 @pytest.mark.django_db
-def test_workers_store_what_the_serial_path_stores(project, pm, monkeypatch) -> None:
+def test_workers_store_what_the_serial_path_stores(project, pm, monkeypatch, group: int) -> None:
+    """Whatever the groups records go to the workers in (a rejected record, a malformed line, a duplicate
+    anywhere in one)."""
     from core.services import project_create
 
+    monkeypatch.setattr(import_workers, "GROUP_RECORDS", group)
     data = _tau_bench_file()
     forks: list[int] = []
     fork = import_workers.ParseWorkers._fork
@@ -181,10 +185,13 @@ def _tau_bench_array(tail: bytes = b"\n]\n") -> bytes:
     [b"\n]\n", b',\n{"task_id": 1, "traj": [tru]}\n]', b',\n{"task_id": 1, "tr', b"\n] trailing", b"\n}"],
     ids=["whole", "malformed-element", "truncated", "data-after-the-array", "wrong-bracket"],
 )
+@pytest.mark.parametrize("group", [1, 3, 16])
 @pytest.mark.django_db
-def test_workers_read_a_json_array_as_the_serial_path_does(project, pm, monkeypatch, tail: bytes) -> None:
+def test_workers_read_a_json_array_as_the_serial_path_does(project, pm, monkeypatch, tail: bytes, group: int) -> None:
+    """Whatever the groups elements go to the workers in: a fault first or last in a group, or inside one."""
     from core.services import project_create
 
+    monkeypatch.setattr(import_workers, "GROUP_RECORDS", group)
     data = _tau_bench_array(tail)
     forks: list[int] = []
     fork = import_workers.ParseWorkers._fork

@@ -24,6 +24,15 @@ from trajectories.services import imports
 POLICY = "# Airline Agent Policy\n" + "\n".join(f"- rule {i}: be exact about reservation fees" for i in range(150))
 
 
+@pytest.fixture(autouse=True)
+def one_record_a_group(monkeypatch) -> None:
+    """Records alternate between the two parse workers one at a time: these tests reason about which worker
+    packs which record (a worker packs its first DICTIONARY_RECORDS alone, then makes its dictionary)."""
+    from trajectories.services import import_workers
+
+    monkeypatch.setattr(import_workers, "GROUP_RECORDS", 1)
+
+
 def _records(count: int, start: int = 0) -> list[bytes]:
     """OpenAI chat records that share a long system prompt, as every τ-bench run does."""
     out = []
@@ -247,3 +256,31 @@ def test_a_record_whose_dictionary_is_gone_is_a_404_not_a_server_error(project, 
     answer = api(pm).get(f"/api/projects/{project.slug}/trajectories/{trajectory.pk}/record/")
     assert answer.status_code == 404
     assert "dictionary it is compressed against is gone" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, 5 * (1 << 20) + 17])
+@pytest.mark.django_db
+def test_an_upload_is_kept_byte_for_byte_with_its_sha256(project, size: int) -> None:
+    """The kept upload (hashed on a thread of its own while it is compressed) has the sha256 of its bytes and
+    unpacks to them, whether it fills its chunks or not."""
+    import hashlib
+    import random
+
+    data = random.Random(size).randbytes(size)
+    source = imports.source_file_store(actor=None, project=project, name="upload.bin", stream=io.BytesIO(data))
+    assert source.sha256 == hashlib.sha256(data).hexdigest()
+    assert source.size == size
+    with source.stored.open("rb") as stored:
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(stored.read()) == data
+
+
+@pytest.mark.django_db
+def test_an_upload_over_the_limit_is_refused_and_nothing_is_kept(project, settings) -> None:
+    from django.core.exceptions import ValidationError
+
+    from trajectories.models import SourceFile
+
+    settings.STEPWISE_MAX_UPLOAD_BYTES = 3 << 20
+    with pytest.raises(ValidationError, match="larger than the limit"):
+        imports.source_file_store(actor=None, project=project, name="big.bin", stream=io.BytesIO(bytes(4 << 20)))
+    assert not SourceFile.objects.filter(project=project).exists()

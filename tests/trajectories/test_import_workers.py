@@ -252,3 +252,20 @@ def test_an_import_looks_duplicates_up_in_the_unique_index(project) -> None:
             "Index Scan",
             "trajectory_unique_content",
         ) in nodes, nodes
+
+
+@pytest.mark.django_db
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(project) -> None:
+    """An import makes collections rare while it runs (and freezes what the process held); after it, done
+    or failed, the process's thresholds and collectable objects are as they were."""
+    import gc
+
+    gc.set_threshold(700, 10, 10)
+    try:
+        done = _import(project, "runs.jsonl", _tau_bench_file())
+        failed = _import(project, "empty.jsonl", b"\n\n")
+        assert (done.status, failed.status) == (ImportStatus.DONE, ImportStatus.FAILED)
+        assert gc.get_threshold() == (700, 10, 10)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(700, 10, 10)

@@ -227,7 +227,8 @@ def test_an_import_looks_duplicates_up_in_the_unique_index(project) -> None:
         cursor.execute("SET auto_explain.log_min_duration = 0")
         cursor.execute("SET auto_explain.log_level = notice")
         cursor.execute("SET auto_explain.log_format = json")
-        connection.connection.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        handler = lambda notice: plans.append(notice.message_primary or "")  # noqa: E731
+        connection.connection.add_notice_handler(handler)
     try:
         data = b"".join(_record(f"run {i}") for i in range(60))
         first = _import(project, "a.jsonl", data)
@@ -235,6 +236,7 @@ def test_an_import_looks_duplicates_up_in_the_unique_index(project) -> None:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SET auto_explain.log_min_duration = -1")
+        connection.connection.remove_notice_handler(handler)
     assert first.status == ImportStatus.DONE and first.trajectories_imported == 60
     assert again.duplicates == 60
     lookups = [json.loads(p[p.index("{") :]) for p in plans if "unnest(" in p and "content_sha256" in p]

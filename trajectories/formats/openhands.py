@@ -386,14 +386,12 @@ class _Segmenter:
             step = RunStep(kind="respond", tool_name="respond", arguments={"content": text}, plan=plan)
             self.final_answer = text
         else:
-            if type(args) is dict:  # the usual case (every step passes here): parse_arguments' first answer
+            if isinstance(args, dict):  # the usual case (every step passes here): parse_arguments' first answer
                 if "thought" in args and action != "think":
                     args = args.copy()
                     del args["thought"]
                 arguments, raw, error = args, None, ""
             else:
-                if isinstance(args, dict) and "thought" in args and action != "think":
-                    args = {k: v for k, v in args.items() if k != "thought"}
                 arguments, raw, error = parse_arguments(args, f"{where}/args")
             step = RunStep(
                 kind="tool_call",

@@ -62,6 +62,10 @@ GROUP_RECORDS = 16
 GROUP_BYTES = 256 << 10
 
 
+# The garbage collector's thresholds while an import runs, in its workers and in the importing process.
+SELDOM_COLLECTIONS = (100_000, 50, 50)
+
+
 class WorkerCrashed(RuntimeError):
     """A parse worker failed outside any one record (its traceback is the message), or died."""
 
@@ -320,7 +324,7 @@ class ParseWorkers:
         # A record's objects go by reference counting once it is answered; a collection only ever finds the
         # rare cycle (an exception's traceback), so let collections come seldom: 6 % of a worker's time on
         # OpenHands runs (thousands of small containers a record) went to them.
-        gc.set_threshold(100_000, 50, 50)
+        gc.set_threshold(*SELDOM_COLLECTIONS)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the importing process decides when to stop
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a Celery pool's handlers
         try:

@@ -42,7 +42,7 @@ from trajectories.formats.scrub import SCRUBBED
 from trajectories.hooks import fire_trajectories_imported
 from trajectories.models import ImportJob, ImportStatus, SourceFile
 from trajectories.selectors.registries import registry_active
-from trajectories.services.import_workers import ParseWorkers
+from trajectories.services.import_workers import SELDOM_COLLECTIONS, ParseWorkers
 from trajectories.services.storage import BatchWriter, Prepared, PreparedRun, prepare
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     # collections only ever find the rare cycle; on τ-bench runs they took 0.09 s of this process a 100k steps.
     gc.freeze()
     thresholds = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 50)
+    gc.set_threshold(*SELDOM_COLLECTIONS)
     try:
         with job.source_file.stored.open("rb") as stored, tempfile.TemporaryFile(dir=_tmp_dir()) as plain:
             file_unpack(stored, plain)  # a plain, seekable copy reads fastest

@@ -469,16 +469,7 @@ class BatchWriter:
 
     def _drop_duplicates(self, batch: list[Prepared]) -> tuple[list[Prepared], int]:
         hashes = {p.content_sha256 for p in batch}
-        existing = (
-            self._stored_hashes(hashes)
-            if self.use_copy
-            else set(
-                Trajectory.objects.filter(project=self.project, content_sha256__in=hashes).values_list(
-                    "content_sha256", flat=True
-                )
-            )
-        )
-        fresh, seen = [], set(existing)
+        fresh, seen = [], self._stored_hashes(hashes)
         for prepared in batch:
             if prepared.content_sha256 in seen:
                 continue
@@ -487,11 +478,17 @@ class BatchWriter:
         return fresh, len(batch) - len(fresh)
 
     def _stored_hashes(self, hashes: set[str]) -> set[str]:
-        """Which of these content hashes the project holds already (PostgreSQL): each (project, hash) pair
+        """Which of these content hashes the project holds already. On PostgreSQL each (project, hash) pair is
         looked up in the unique index on them. The planner is kept to that index: a table that an import fills
         has no statistics yet, and it would read every row of the project instead, batch after batch (an
         import's lookups grew with the square of its size). The project goes in beside each hash: as a
         constant, the planner would take it for a selective condition and scan the project's index."""
+        if not self.use_copy:
+            return set(
+                Trajectory.objects.filter(project=self.project, content_sha256__in=hashes).values_list(
+                    "content_sha256", flat=True
+                )
+            )
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"

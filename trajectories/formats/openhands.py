@@ -15,13 +15,20 @@ is the model's visible text). Actions of one model response share a turn id
 (`model_response.id`). A `message` action of the agent without a tool call is a `respond` step.
 User messages, the system prompt and observations that answer no step are context (`state`).
 `metadata.llm_config` holds API keys: it goes to the run's metadata, which the pipeline scrubs.
+
+A record is read as far as the segmenter reads it (`_read`): the fields it never looks at (two
+thirds of a run's bytes are model responses repeated in every event's `tool_call_metadata`) are
+checked as JSON but not built. Such a reading gives the fields the segmenter reads exactly as
+reading the whole record does, so the run (or the located error) is the same either way.
 """
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, TypedDict
+
+import msgspec
 
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.chat import content_text, observation_success, parse_arguments
@@ -87,18 +94,119 @@ class OpenHandsImporter:
         return iter_document(stream) if self.container(head) == "document" else iter_jsonl(stream)
 
     def parse(self, record: RawRecord) -> ParsedRun:
-        value = record.value if record.value is not None else loads_located(record.raw, record.where, record.line)
-        if isinstance(value, list):
-            return _export_run(value, "")
-        if not isinstance(value, dict):
-            raise RecordError(f"a record must be a JSON list of events or an object, not {type(value).__name__}")
-        if "history" in value:
-            return _output_run(value)
-        if isinstance(value.get("trajectory"), list):
-            return _export_run(value["trajectory"], "/trajectory")
-        raise RecordError(
-            "neither 'history' (output.jsonl) nor a list of events (trajectory export)", pointer="/history"
-        )
+        if record.value is None:
+            read = _read(record.raw)
+            if read is not None:
+                try:
+                    return _run_of(read, partial=True)
+                except _Partial:
+                    pass  # read again, whole
+        value = record.value if record.value is not None else _read_whole(record)
+        return _run_of(value, partial=False)
+
+
+# The part of a record that the segmenter reads: the keys it looks up, with their values whole (Any), and
+# the objects it looks into by type. A record whose objects are not of these types (or not all: a model
+# response's choices, say) is read whole instead.
+class _Message(TypedDict, total=False):
+    content: Any
+
+
+class _Choice(TypedDict, total=False):
+    message: _Message | None
+
+
+class _Usage(TypedDict, total=False):
+    prompt_tokens: Any
+    completion_tokens: Any
+
+
+class _Response(TypedDict, total=False):
+    id: Any
+    model: Any
+    choices: list[_Choice] | None
+    usage: _Usage | None
+
+
+class _Call(TypedDict, total=False):
+    function_name: Any
+    tool_call_id: Any
+    model_response: _Response | None
+
+
+class _Event(TypedDict, total=False):
+    id: Any
+    source: Any
+    action: Any
+    observation: Any
+    args: Any
+    tool_call_metadata: _Call | None
+    cause: Any
+    thought: Any
+    message: Any
+    timestamp: Any
+    content: Any
+    extras: Any
+    success: Any
+
+
+_Events = list[_Event | list[Any]]  # events, or legacy [action, observation] pairs (read whole)
+
+
+class _Instance(TypedDict, total=False):
+    instance_id: Any
+    instruction: Any
+    metadata: Any
+    history: _Events
+    trajectory: _Events | None
+    test_result: Any
+    metrics: Any
+    error: Any
+
+
+_READER = msgspec.json.Decoder(_Instance | _Events)
+_WHOLE = msgspec.json.Decoder()
+
+
+class _Partial(Exception):
+    """An event read in part is empty: whether it is empty whole (a legacy pair's missing half, skipped) or
+    holds only keys the segmenter does not read (an error) takes the whole record to tell."""
+
+
+def _read(raw: bytes) -> Any:
+    """The record as far as the segmenter reads it (see _Instance), or None where it is to be read whole: it
+    is not of those types, or not valid JSON (reading it whole says where and why). The fields not read are
+    checked as JSON except for the UTF-8 of their strings, which is checked here first."""
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    try:
+        return _READER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError (not of these types) is a DecodeError
+        return None
+
+
+def _read_whole(record: RawRecord) -> Any:
+    """The whole record's JSON, read as `_read` reads its part (so an integer beyond 64 bits is one either way);
+    where that fails, loads_located says where and why."""
+    try:
+        return _WHOLE.decode(record.raw)
+    except (msgspec.DecodeError, RecursionError):
+        return loads_located(record.raw, record.where, record.line)
+
+
+def _run_of(value: Any, *, partial: bool) -> ParsedRun:
+    if isinstance(value, list):
+        return _export_run(value, "", partial=partial)
+    if not isinstance(value, dict):
+        raise RecordError(f"a record must be a JSON list of events or an object, not {type(value).__name__}")
+    if "history" in value:
+        return _output_run(value, partial=partial)
+    if isinstance(value.get("trajectory"), list):
+        return _export_run(value["trajectory"], "/trajectory", partial=partial)
+    raise RecordError("neither 'history' (output.jsonl) nor a list of events (trajectory export)", pointer="/history")
 
 
 def _api_response(head: bytes) -> bool:
@@ -117,8 +225,8 @@ def _api_response(head: bytes) -> bool:
     return first[:1] == b"{" and b'"source"' in first and (b'"action"' in first or b'"observation"' in first)
 
 
-def _export_run(events: list[Any], pointer: str) -> ParsedRun:
-    run = _Segmenter()
+def _export_run(events: list[Any], pointer: str, *, partial: bool) -> ParsedRun:
+    run = _Segmenter(partial)
     run.feed(events, pointer)
     run.check(pointer)
     return ParsedRun(
@@ -132,7 +240,7 @@ def _export_run(events: list[Any], pointer: str) -> ParsedRun:
     )
 
 
-def _output_run(value: dict[str, Any]) -> ParsedRun:
+def _output_run(value: dict[str, Any], *, partial: bool) -> ParsedRun:
     metadata = value.get("metadata")
     if metadata is None:
         metadata = {}
@@ -148,7 +256,7 @@ def _output_run(value: dict[str, Any]) -> ParsedRun:
     if instruction is not None and not isinstance(instruction, str):
         raise RecordError("instruction must be a string", pointer="/instruction")
 
-    run = _Segmenter()
+    run = _Segmenter(partial)
     history = value["history"]
     if not isinstance(history, list):
         raise RecordError("history must be a list of events or of [action, observation] pairs", pointer="/history")
@@ -245,7 +353,8 @@ def _exit_code(extras: Any) -> int | None:
 class _Segmenter:
     """Walks events in order: actions become steps, observations find their action."""
 
-    def __init__(self) -> None:
+    def __init__(self, partial: bool) -> None:
+        self.partial = partial  # events are read in part (see _read); a legacy pair's halves are read whole
         self.steps: list[RunStep] = []
         self.pending_state: list[dict[str, Any]] = []
         self.by_id: dict[Any, RunStep] = {}
@@ -280,6 +389,8 @@ class _Segmenter:
         if not isinstance(event, dict):
             raise RecordError("an event must be an object", pointer=where)
         if not event:
+            if self.partial and not paired:
+                raise _Partial
             return None  # a legacy pair's missing half
         source = event.get("source")
         if source is not None and not isinstance(source, str):

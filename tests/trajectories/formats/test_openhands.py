@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
-from trajectories.formats import importer_detect
-from trajectories.formats.base import RawRecord, RecordError
+from trajectories.formats import importer_detect, openhands
+from trajectories.formats.base import ParsedRun, RawRecord, RecordError
 from trajectories.formats.canonical import content_sha256, run_to_dict
 from trajectories.formats.openhands import OpenHandsImporter
 from trajectories.models import ImportStatus, Step, Trajectory
@@ -462,3 +462,183 @@ def test_parse_yields_a_hashable_run_or_a_located_record_error(record: Any) -> N
     assert len(digest) == 64
     assert run.steps and all(s.kind in ("tool_call", "respond") and s.tool_name for s in run.steps)
     assert all(s.arguments is not None or s.arguments_raw is not None for s in run.steps)
+
+
+# --- reading a record in part ----------------------------------------------------------------------
+# parse() reads a record as far as the segmenter reads it (openhands._read); the run, or the located error,
+# must be what reading the whole record gives.
+
+
+def read_whole(raw: bytes) -> ParsedRun | RecordError:
+    try:
+        return openhands._run_of(
+            openhands._read_whole(RawRecord(raw=raw, where="line 1", line=1, index=0)), partial=False
+        )
+    except RecordError as exc:
+        return exc
+
+
+def read_as_imported(raw: bytes) -> ParsedRun | RecordError:
+    try:
+        return OpenHandsImporter().parse(RawRecord(raw=raw, where="line 1", line=1, index=0))
+    except RecordError as exc:
+        return exc
+
+
+def same(a: ParsedRun | RecordError, b: ParsedRun | RecordError) -> bool:
+    if isinstance(a, RecordError) or isinstance(b, RecordError):
+        return type(a) is type(b) and (a.message, a.pointer) == (b.message, b.pointer)  # type: ignore[union-attr]
+    return a == b
+
+
+def with_extras(value: Any, extras: list[Any]) -> Any:
+    """`value` with keys no reader looks up added to its objects, in turn, at every depth."""
+    if isinstance(value, list):
+        return [with_extras(v, extras) for v in value]
+    if isinstance(value, dict):
+        out = {k: with_extras(v, extras) for k, v in value.items()}
+        if extras:
+            extra = extras.pop()
+            out[f"unread-{len(extras)}"] = extra
+            out = dict(reversed(list(out.items()))) if len(extras) % 2 else out  # before and after the others
+        return out
+    return value
+
+
+extra_values = st.lists(
+    st.one_of(json_values, st.just(2**80), st.just({"choices": "not a list", "id": 5}), st.just("é\u2028")),
+    max_size=12,
+)
+
+
+# Events with any of the keys the segmenter reads, each mostly of its usual type.
+event_keys = {
+    "id": ids,
+    "source": sources,
+    "args": args,
+    "tool_call_metadata": call_metadata,
+    "cause": ids,
+    "thought": texts,
+    "message": texts,
+    "timestamp": timestamps,
+    "content": mostly(texts, json_values, 4),
+    "extras": mostly(st.fixed_dictionaries({}, optional={"exit_code": st.integers(0, 2)}), json_values, 4),
+    "success": mostly(st.booleans(), json_values, 4),
+}
+any_event = st.one_of(
+    st.fixed_dictionaries({"action": actions}, optional=event_keys),
+    st.fixed_dictionaries(
+        {"observation": mostly(st.sampled_from(["run", "error", "null", "agent_state_changed"]), json_values, 4)},
+        optional=event_keys,
+    ),
+    st.fixed_dictionaries({}, optional=event_keys),
+)
+responses = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": mostly(st.sampled_from(["r1", "r2"]), json_values),
+        "model": mostly(texts, json_values),
+        "choices": mostly(
+            st.lists(
+                st.fixed_dictionaries({}, optional={"message": st.fixed_dictionaries({}, optional={"content": texts})}),
+                max_size=2,
+            ),
+            json_values,
+        ),
+        "usage": st.fixed_dictionaries({}, optional={"prompt_tokens": json_values, "completion_tokens": json_values}),
+    },
+)
+rich_events = st.lists(
+    st.tuples(any_event, st.one_of(st.none(), responses)).map(
+        lambda pair: (
+            pair[0]
+            if pair[1] is None
+            else pair[0]
+            | {"tool_call_metadata": {"function_name": "f", "tool_call_id": "c1", "model_response": pair[1]}}
+        )
+    ),
+    min_size=1,
+    max_size=8,
+)
+rich_records = st.one_of(
+    rich_events,
+    st.fixed_dictionaries(
+        {"history": rich_events},
+        optional={
+            "metadata": output_records.map(lambda r: r.get("metadata")),
+            "metrics": json_values,
+            "error": texts,
+            "test_result": st.fixed_dictionaries(
+                {}, optional={"git_patch": texts, "resolved": st.booleans(), "report": st.just({"resolved": True})}
+            ),
+        },
+    ),
+    st.fixed_dictionaries({"trajectory": st.one_of(rich_events, json_values)}),
+)
+
+
+@settings(FUZZ, max_examples=300)
+@given(record=st.one_of(output_records, events, rich_records), extras=extra_values)
+def test_a_record_read_in_part_gives_what_reading_it_whole_gives(record: Any, extras: list[Any]) -> None:
+    raw = dumps(with_extras(record, extras))
+    assert same(read_as_imported(raw), read_whole(raw))
+
+
+def bench_like_line(samples_dir: Path) -> bytes:
+    events = json.loads((samples_dir / SAMPLE).read_bytes())
+    return orjson.dumps(output_line(events, instance={"problem_statement": "long"}, metrics={"accumulated_cost": 1.5}))
+
+
+def test_the_real_export_is_read_in_part_and_gives_the_same_run(samples_dir: Path) -> None:
+    for raw in ((samples_dir / SAMPLE).read_bytes(), bench_like_line(samples_dir)):
+        part = openhands._read(raw)
+        assert part is not None  # the fast way is taken for real records…
+        whole = openhands._WHOLE.decode(raw)
+        assert part != whole  # …and leaves out what the segmenter never reads (model responses' bulk)
+        assert "created" not in str(part) and "created" in str(whole)
+        assert same(read_as_imported(raw), read_whole(raw))
+        assert isinstance(read_as_imported(raw), ParsedRun)
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        # an event with only keys the segmenter does not read is an error, as when read whole…
+        ([run_event(1), {"unread": 1}], "an event needs an 'action' or an 'observation'"),
+        # …and an empty one is skipped
+        ([run_event(1), {}], None),
+        ([[run_event(1), {}]], None),  # a legacy pair's missing half
+    ],
+)
+def test_an_event_empty_when_read_in_part_is_told_from_an_empty_event(history: list[Any], expected: str | None) -> None:
+    raw = orjson.dumps(output_line(history))
+    result = read_as_imported(raw)
+    assert same(result, read_whole(raw))
+    if expected is None:
+        assert isinstance(result, ParsedRun) and len(result.steps) == 1
+    else:
+        assert isinstance(result, RecordError) and expected in result.message and result.pointer == "/history/1"
+
+
+def test_bad_utf8_in_a_field_never_read_is_still_a_located_error() -> None:
+    raw = orjson.dumps(output_line([run_event(1, tool_call_metadata={"model_response": {"created": "x"}})]))
+    raw = raw.replace(b'"created":"x"', b'"created":"\xff"')
+    result = read_as_imported(raw)
+    assert isinstance(result, RecordError)
+    assert "not valid UTF-8: byte 0xff" in result.message
+
+
+def test_a_number_beyond_a_float_in_a_field_never_read_does_not_reject_the_record() -> None:
+    # orjson refuses 1e400 anywhere; it is valid JSON, and in a field the segmenter reads it is refused, located
+    good = orjson.dumps(output_line([run_event(1, timeout=1)])).replace(b'"timeout":1', b'"timeout":1e400')
+    run = read_as_imported(good)
+    assert isinstance(run, ParsedRun) and [s.tool_name for s in run.steps] == ["run"]
+    bad = orjson.dumps(output_line([run_event(1, args={"n": 1})])).replace(b'"n":1', b'"n":1e400')
+    assert isinstance(read_as_imported(bad), RecordError)
+
+
+def test_an_integer_beyond_64_bits_reads_the_same_in_part_and_whole() -> None:
+    raw = dumps(output_line([run_event(1, args={"n": 2**80}, tool_call_metadata={"function_name": "f"})]))
+    part, whole = read_as_imported(raw), read_whole(raw)
+    assert isinstance(part, ParsedRun) and part.steps[0].arguments == {"n": 2**80}
+    assert same(part, whole)

@@ -116,6 +116,11 @@ def chat_messages(
 
 
 _ROLES = {"system": b',"role":"system"}', "user": b',"role":"user"}', "assistant": b',"role":"assistant"}'}
+# A call, its result and the assistant message with the calls, filled in by %-formatting (one copy, where
+# joining with + copies once a piece).
+_CALL = b'{"function":{"arguments":%b,"name":%b},"id":%b,"type":"function"}'
+_RESULT = b'{"content":%b,"role":"tool","tool_call_id":%b}'
+_CALLS = b'{"content":%b,"role":"assistant","tool_calls":[%b]}'
 
 
 def chat_body(
@@ -173,26 +178,10 @@ def chat_body(
                 else:
                     arguments = s.arguments_raw or "{}"
                 call_id = dumps(s.tool_call_id or f"call_{indices[k]}")
-                calls.append(
-                    b'{"function":{"arguments":'
-                    + dumps(arguments)
-                    + b',"name":'
-                    + dumps(s.tool_name)
-                    + b'},"id":'
-                    + call_id
-                    + b',"type":"function"}'
-                )
-                results.append(
-                    b'{"content":' + dumps(s.observation or "") + b',"role":"tool","tool_call_id":' + call_id + b"}"
-                )
+                calls.append(_CALL % (dumps(arguments), dumps(s.tool_name), call_id))
+                results.append(_RESULT % (dumps(s.observation or ""), call_id))
             plan = steps[kept[0]].plan
-            pieces.append(
-                b'{"content":'
-                + (dumps(plan) if plan else b"null")
-                + b',"role":"assistant","tool_calls":['
-                + b",".join(calls)
-                + b"]}"
-            )
+            pieces.append(_CALLS % (dumps(plan) if plan else b"null", b",".join(calls)))
             kept_to = len(pieces)
             pieces += results
         i = end

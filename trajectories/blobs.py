@@ -19,6 +19,7 @@ A blob without a dictionary is one zstd frame, as before.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import IO, NamedTuple
 import zstandard
 
 LEVEL = 1
+UNPACK_CHUNK = 1 << 20  # what file_unpack writes (and tells) at a time
 DICTIONARY_RECORDS = 4  # payloads compressed alone; the dictionary is made of them
 DICTIONARY_BYTES = 128 << 10  # at most this much of them (the last bytes): zstd's window at level 1 is larger
 _HEAD = struct.Struct("<IIQ")
@@ -138,6 +140,20 @@ def file_writer(out: IO[bytes]) -> zstandard.ZstdCompressionWriter:
     return zstandard.ZstdCompressor(level=LEVEL, threads=2, write_checksum=True).stream_writer(out, closefd=False)
 
 
-def file_unpack(source: IO[bytes], out: IO[bytes]) -> None:
-    """Decompress a kept upload into `out` (a file: imports read from a plain, seekable copy)."""
-    zstandard.ZstdDecompressor().copy_stream(source, out)
+def file_unpack(source: IO[bytes], out: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
+    """Decompress a kept upload into `out` (a file: imports read from a plain, seekable copy).
+
+    With `progress`, each chunk is written in its place (os.pwrite: the file's offset, which readers of the
+    file may be using, is left alone) and then told as progress(bytes written so far)."""
+    if progress is None:
+        zstandard.ZstdDecompressor().copy_stream(source, out)
+        return
+    fd, done = out.fileno(), 0
+    with zstandard.ZstdDecompressor().stream_reader(source, closefd=False) as reader:
+        while chunk := reader.read(UNPACK_CHUNK):
+            view = memoryview(chunk)
+            while view:
+                written = os.pwrite(fd, view, done)
+                done += written
+                view = view[written:]
+            progress(done)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,76 @@ def test_an_import_leaves_the_garbage_collector_as_it_found_it(project) -> None:
         assert gc.get_freeze_count() == 0
     finally:
         gc.set_threshold(700, 10, 10)
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["json-lines", "json-array"])
+@pytest.mark.django_db
+def test_workers_read_the_file_as_it_is_unpacked(project, pm, monkeypatch, array: bool) -> None:
+    """The scan starts before the kept upload is unpacked: here each chunk of it waits until the import has asked
+    for bytes that are not there yet (the serial path, for the whole file). The same rows, errors and counts as
+    the serial path."""
+    from core.services import project_create
+    from trajectories import blobs
+    from trajectories.formats import reading
+
+    copies = [_tau_bench_file().replace(b"please help", b"please help %d" % k) for k in range(100)]
+    if array:  # one element a line; a malformed one late in the file hands the rest to the serial reader
+        lines = [line for copy in copies for line in copy.splitlines() if not line.endswith(b"[")]
+        lines.insert(len(lines) * 3 // 4, b'{"task_id": 1, "traj": [}')
+        data = b"[\n" + b",\n".join(lines) + b"\n]\n"
+    else:
+        data = b"".join(copies)
+    assert len(data) > 4 * imports._HEAD_BYTES
+    monkeypatch.setattr(blobs, "UNPACK_CHUNK", 4096)
+    monkeypatch.setattr(reading, "SCAN_CHUNK", 1024)  # each of the scan's asks is met by the next chunk
+    monkeypatch.setattr(reading, "LINE_CHUNK", 1024)
+    asked, wanted, waits = threading.Condition(), [0], []  # the furthest end the import has asked for
+    ready, progress = imports._Unpacking.ready, imports._Unpacking._progress
+
+    def ready_(self: imports._Unpacking, end: int) -> None:
+        if end > self._written and not self._finished:
+            waits.append((end, self._written))
+        with asked:
+            wanted[0] = max(wanted[0], end)
+            asked.notify_all()
+        ready(self, end)
+
+    def progress_(self: imports._Unpacking, written: int) -> None:
+        progress(self, written)
+        if imports._HEAD_BYTES <= written < len(data):
+            with asked:  # the next chunk once the import wants more than there is
+                assert asked.wait_for(lambda: wanted[0] > written, timeout=30), "the import did not ask for more"
+
+    monkeypatch.setattr(imports._Unpacking, "ready", ready_)
+    monkeypatch.setattr(imports._Unpacking, "_progress", progress_)
+    parallel = _import(project, "runs.json" if array else "runs.jsonl", data)
+    assert sum(1 for end, written in waits if written >= imports._HEAD_BYTES) > 10  # the scan waited, often
+    other = project_create(actor=pm, name="Serial", kind=project.kind)
+    monkeypatch.setattr(imports, "PARSE_WORKERS", 0)
+    wanted[0] = 0
+    serial = _import(other, "runs.json" if array else "runs.jsonl", data)
+    assert parallel.status == ImportStatus.DONE, parallel.error
+    assert _report(parallel) == _report(serial)
+    assert parallel.trajectories_imported > 100 and parallel.rejected > 0
+    assert _stored(project) == _stored(other)
+
+
+@pytest.mark.django_db
+def test_a_damaged_kept_upload_fails_the_job_readably_whatever_was_read(project, monkeypatch) -> None:
+    """The unpacking stops on a damaged blob while the import reads it: the job fails, saying so."""
+    from trajectories import blobs
+
+    data = b"".join(_tau_bench_file().replace(b"please help", b"please help %d" % k) for k in range(100))
+    source = source_file_store(actor=None, project=project, name="runs.jsonl", stream=io.BytesIO(data))
+    stored = source.stored.path
+    with open(stored, "r+b") as f:  # a byte of the compressed data changed, past the head
+        f.seek(os.path.getsize(stored) * 3 // 4)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    monkeypatch.setattr(blobs, "UNPACK_CHUNK", 4096)
+    job = import_job_run(
+        job_id=ImportJob.objects.create(project=project, source_file=source, bytes_total=source.size).pk
+    )
+    assert job.status == ImportStatus.FAILED
+    assert "internal error" in job.error and "ZstdError" in job.error

@@ -4,6 +4,7 @@ scanner's chunks end. A span the scanner cannot vouch for hands the rest to iter
 
 from __future__ import annotations
 
+import codecs
 import io
 import itertools
 import json
@@ -38,20 +39,36 @@ PROPERTIES = settings(
 )
 
 
-def read_by_spans(data: bytes, *, array: bool) -> list[RawRecord | RecordError]:
-    """What the parallel import reads: spans parsed on their own, iter_json_array from a doubt on."""
+def read_by_spans(data: bytes, *, array: bool, grow: int = 0) -> list[RawRecord | RecordError]:
+    """What the parallel import reads: spans parsed on their own, iter_json_array from a doubt on.
+
+    With `grow`, the file is written as the scanner asks for it, `grow` bytes at a time (as the import unpacks
+    it while scanning), and the scanner is given no size; no span may reach beyond what is written."""
     with tempfile.TemporaryFile() as f:
-        f.write(data)
-        f.flush()
         fd = f.fileno()
+        written = 0
+
+        def ready(end: int) -> None:
+            nonlocal written
+            while written < min(end, len(data)):
+                written += os.pwrite(fd, data[written : written + grow], written)
+
+        scan = scan_json_array if array else scan_jsonl
+        if grow:
+            items = scan(fd, 1 << 62, ready)
+        else:
+            f.write(data)
+            f.flush()
+            items = scan(fd, len(data))
         out: list[RawRecord | RecordError] = []
-        for item in scan_json_array(fd, len(data)) if array else scan_jsonl(fd, len(data)):
+        for item in items:
             serial_from = None
             if isinstance(item, SerialFrom):
                 serial_from = item.count
             elif isinstance(item, RecordError):
                 out.append(item)
             else:
+                assert not grow or item.end <= written, (item, written)
                 raw = os.pread(fd, item.end - item.start, item.start)
                 record = element_from_span(raw, item) if array else record_from_span(raw, item)
                 if record is None:
@@ -59,6 +76,8 @@ def read_by_spans(data: bytes, *, array: bool) -> list[RawRecord | RecordError]:
                 else:
                     out.append(record)
             if serial_from is not None:
+                if grow:
+                    ready(len(data))  # the serial reader reads the whole file
                 f.seek(0)
                 return out + list(itertools.islice(iter_json_array(f), serial_from, None))
         return out
@@ -73,9 +92,9 @@ def _seen(items: list[RawRecord | RecordError]) -> list[tuple[Any, ...]]:
     ]
 
 
-def assert_read_alike(data: bytes, *, array: bool = True) -> None:
+def assert_read_alike(data: bytes, *, array: bool = True, grow: int = 0) -> None:
     serial = list((iter_json_array if array else iter_jsonl)(io.BytesIO(data)))
-    assert _seen(read_by_spans(data, array=array)) == _seen(serial)
+    assert _seen(read_by_spans(data, array=array, grow=grow)) == _seen(serial)
 
 
 @pytest.fixture
@@ -162,6 +181,16 @@ def test_json_lines_read_alike_whatever_the_chunks(data: bytes, monkeypatch) -> 
     assert_read_alike(data, array=False)
 
 
+@pytest.mark.parametrize("grow", [1, 5, 64])
+@pytest.mark.parametrize(("data", "array"), [(d, True) for d in ARRAYS + BROKEN_ARRAYS] + [(d, False) for d in LINES])
+def test_a_file_still_being_written_reads_alike(data: bytes, array: bool, grow: int, monkeypatch) -> None:
+    """Scanned as it is unpacked (the import does not wait for the whole file): the same records and errors."""
+    assert_read_alike(data, array=array, grow=grow)
+    monkeypatch.setattr(reading, "SCAN_CHUNK", 3)
+    monkeypatch.setattr(reading, "LINE_CHUNK", 4)
+    assert_read_alike(data, array=array, grow=grow)
+
+
 def test_a_line_or_element_over_the_size_limit_is_located_as_before(monkeypatch) -> None:
     monkeypatch.setattr(reading, "MAX_RECORD_BYTES", 64)
     monkeypatch.setattr(reading, "CHUNK", 16)
@@ -219,6 +248,29 @@ def test_any_array_reads_alike_whatever_the_line_cuts_chunks(data: bytes, chunk:
         assert_read_alike(data)
     finally:
         reading.LINE_CHUNK, reading.LINE_SPAN_BYTES = originals
+
+
+@st.composite
+def jsonl_files(draw) -> bytes:
+    lines = [json.dumps(v, ensure_ascii=draw(st.booleans())).encode() for v in draw(st.lists(values, max_size=6))]
+    lines = [line if draw(st.integers(0, 5)) else draw(st.sampled_from([b"", b"  ", b"{x", b"\r"])) for line in lines]
+    data = b"\n".join(lines) + draw(st.sampled_from([b"", b"\n", b"\r\n"]))
+    return (codecs.BOM_UTF8 if draw(st.integers(0, 5)) == 0 else b"") + data
+
+
+@PROPERTIES
+@given(
+    data=st.one_of(array_files(), jsonl_files()),
+    grow=st.sampled_from([1, 2, 7, 64, 4096]),
+    chunk=st.sampled_from([1, 3, 64, 4 << 20]),
+)
+def test_any_file_still_being_written_reads_alike(data: bytes, grow: int, chunk: int) -> None:
+    originals = reading.SCAN_CHUNK, reading.LINE_CHUNK
+    reading.SCAN_CHUNK = reading.LINE_CHUNK = chunk
+    try:
+        assert_read_alike(data, array=data.lstrip(codecs.BOM_UTF8 + b" \n")[:1] == b"[", grow=grow)
+    finally:
+        reading.SCAN_CHUNK, reading.LINE_CHUNK = originals
 
 
 @pytest.mark.parametrize("indent", [None, 2])

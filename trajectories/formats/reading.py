@@ -11,7 +11,7 @@ import codecs
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -263,38 +263,56 @@ class SerialFrom:
     count: int
 
 
-def scan_jsonl(fd: int, size: int) -> Iterator[RecordSpan | RecordError]:
-    """The records of a JSON Lines file as spans, exactly as iter_jsonl cuts and numbers them."""
+Pread = Callable[[int, int], bytes]  # (count, offset) → the file's bytes there, as os.pread reads them
+
+
+def _reader(fd: int, ready: Callable[[int], None] | None) -> Pread:
+    if ready is None:
+        return lambda count, offset: os.pread(fd, count, offset)
+
+    def pread(count: int, offset: int) -> bytes:
+        ready(offset + count)
+        return os.pread(fd, count, offset)
+
+    return pread
+
+
+def scan_jsonl(fd: int, size: int, ready: Callable[[int], None] | None = None) -> Iterator[RecordSpan | RecordError]:
+    """The records of a JSON Lines file as spans, exactly as iter_jsonl cuts and numbers them.
+
+    For a file that is still being written, `ready(end)` returns once the file's first `end` bytes are there
+    to read, or it is complete (it may raise what stopped the writing); `size` is then at least its size."""
+    pread = _reader(fd, ready)
     index = number = 0
     line_start = offset = 0
     while offset < size:
-        chunk = os.pread(fd, min(SCAN_CHUNK, size - offset), offset)
+        chunk = pread(min(SCAN_CHUNK, size - offset), offset)
         if not chunk:
             break
         pos = 0
         while (nl := chunk.find(b"\n", pos)) >= 0:
             number += 1
             pos = nl + 1
-            item = _line_span(fd, chunk, offset, line_start, offset + pos, number, index)
+            item = _line_span(pread, chunk, offset, line_start, offset + pos, number, index)
             line_start = offset + pos
             if item is not None:
                 index += isinstance(item, RecordSpan)
                 yield item
         offset += len(chunk)
     if line_start < offset:  # the last line, without a newline
-        item = _line_span(fd, b"", offset, line_start, offset, number + 1, index)
+        item = _line_span(pread, b"", offset, line_start, offset, number + 1, index)
         if item is not None:
             yield item
 
 
 def _line_span(
-    fd: int, chunk: bytes, offset: int, start: int, end: int, number: int, index: int
+    pread: Pread, chunk: bytes, offset: int, start: int, end: int, number: int, index: int
 ) -> RecordSpan | RecordError | None:
     """The line [start, end) as iter_jsonl sees it: a span, a size error, or None when blank."""
-    first = chunk[start - offset] if start >= offset and start < offset + len(chunk) else os.pread(fd, 1, start)[0]
+    first = chunk[start - offset] if start >= offset and start < offset + len(chunk) else pread(1, start)[0]
     if first not in _LINE_WS and end - start <= MAX_RECORD_BYTES:
         return RecordSpan(start, end, number, index, element=False)
-    stripped = os.pread(fd, end - start, start).strip()  # rare: a line that starts blank, or a huge one
+    stripped = pread(end - start, start).strip()  # rare: a line that starts blank, or a huge one
     if not stripped:
         return None
     if number == 1 and stripped.startswith(codecs.BOM_UTF8):
@@ -304,7 +322,9 @@ def _line_span(
     return RecordSpan(start, end, number, index, element=False)
 
 
-def scan_json_array(fd: int, size: int) -> Iterator[RecordSpan | SerialFrom]:
+def scan_json_array(
+    fd: int, size: int, ready: Callable[[int], None] | None = None
+) -> Iterator[RecordSpan | SerialFrom]:
     """The elements of a top-level JSON array as spans, found without parsing them.
 
     Spans are found two ways. Neither validates anything inside the elements: each span is parsed
@@ -323,16 +343,17 @@ def scan_json_array(fd: int, size: int) -> Iterator[RecordSpan | SerialFrom]:
     Whatever the scanner or a parse cannot vouch for (no opening bracket, an element that does not
     end, data after the closing bracket, an element near the size limit, a span that does not
     parse) ends the spans with SerialFrom(n): from element n on, iter_json_array reads the file and
-    locates the fault as it always has.
+    locates the fault as it always has. `ready` is as for scan_jsonl.
     """
-    head = os.pread(fd, min(SCAN_CHUNK, size), 0)
+    pread = _reader(fd, ready)
+    head = pread(min(SCAN_CHUNK, size), 0)
     pos = _skip_json_ws(head, 0)
     if head[pos : pos + 3] == codecs.BOM_UTF8:
         pos = _skip_json_ws(head, pos + 3)
     if head[pos : pos + 1] != b"[":
         yield SerialFrom(0)
         return
-    yield from _line_spans(fd, size, head, pos + 1, 1 + head.count(b"\n", 0, pos))
+    yield from _line_spans(pread, size, head, pos + 1, 1 + head.count(b"\n", 0, pos))
 
 
 LINE_SPAN_BYTES = 4 << 20  # a line-cut span longer than this is looked at by _bracket_spans instead
@@ -340,7 +361,7 @@ LINE_CHUNK = 4 << 20
 _COMMA_BEFORE = 256  # how far before a cut's line its comma is looked for (blank lines, trailing blanks)
 
 
-def _line_spans(fd: int, size: int, head: bytes, start: int, line: int) -> Iterator[RecordSpan | SerialFrom]:
+def _line_spans(pread: Pread, size: int, head: bytes, start: int, line: int) -> Iterator[RecordSpan | SerialFrom]:
     """The elements from `start` (just after the opening bracket; on `line`) on, cut where a line begins as
     the first element's line does ("\n", its indentation, "{" or "[") and a comma comes before it; from the
     first span it cannot cut this way on (no such lines, the last element, a large one), _bracket_spans."""
@@ -348,7 +369,7 @@ def _line_spans(fd: int, size: int, head: bytes, start: int, line: int) -> Itera
     gap = head[start:first]
     opening = head[first : first + 1]
     if b"\n" not in gap or opening not in (b"{", b"["):
-        yield from _bracket_spans(fd, size, start, line, 0)
+        yield from _bracket_spans(pread, size, start, line, 0)
         return
     marker = b"\n" + gap[gap.rfind(b"\n") + 1 :] + opening
     index = 0
@@ -367,7 +388,10 @@ def _line_spans(fd: int, size: int, head: bytes, start: int, line: int) -> Itera
             if keep > counted:
                 counted_line += buf.count(b"\n", counted - base, keep - base)
                 counted = keep
-            buf = buf[keep - base :] + os.pread(fd, min(LINE_CHUNK, size - end), end)
+            more = pread(min(LINE_CHUNK, size - end), end)
+            if not more:
+                break  # the file ends before `size`
+            buf = buf[keep - base :] + more
             base = keep
             at = max(at, end - len(marker) + 1)
             continue
@@ -385,7 +409,7 @@ def _line_spans(fd: int, size: int, head: bytes, start: int, line: int) -> Itera
         counted_line += buf.count(b"\n", counted - base, comma - base)
         counted = comma
         seg_start, seg_line = comma + 1, counted_line
-    yield from _bracket_spans(fd, size, seg_start, seg_line, index)
+    yield from _bracket_spans(pread, size, seg_start, seg_line, index)
 
 
 def _find_line(buf: bytes, marker: bytes, pos: int) -> int:
@@ -402,13 +426,15 @@ def _find_line(buf: bytes, marker: bytes, pos: int) -> int:
     return found
 
 
-def _bracket_spans(fd: int, size: int, seg_start: int, seg_line: int, index: int) -> Iterator[RecordSpan | SerialFrom]:
+def _bracket_spans(
+    pread: Pread, size: int, seg_start: int, seg_line: int, index: int
+) -> Iterator[RecordSpan | SerialFrom]:
     """The elements from `seg_start` on (where an element starts: after the opening bracket or a separator,
     at depth 1, outside any string; `seg_line` is its line, `index` its number), by the vectorised pass."""
     import numpy as np  # only here: the rest of the module (and its importers) need no numpy
 
     depth, in_string, escape_next = 1, 0, False
-    offset, chunk, scan_from = seg_start, os.pread(fd, min(SCAN_CHUNK, size - seg_start), seg_start), 0
+    offset, chunk, scan_from = seg_start, pread(min(SCAN_CHUNK, size - seg_start), seg_start), 0
     line_base, counted = seg_line, 0  # the line at chunk[counted]
     while True:
         if not chunk:
@@ -456,13 +482,13 @@ def _bracket_spans(fd: int, size: int, seg_start: int, seg_line: int, index: int
             if closing and chunk[here] != 0x5D:  # '}' closing the array
                 yield SerialFrom(index)
                 return
-            if closing and index == 0 and _blank(fd, seg_start, at):
+            if closing and index == 0 and _blank(pread, seg_start, at):
                 seg_start = -1  # "[]": no elements
             if seg_start >= 0:
                 yield RecordSpan(seg_start, at, seg_line, index, element=True)
                 index += 1
             if closing:
-                yield from _after_array(fd, size, at + 1, index)
+                yield from _after_array(pread, size, at + 1, index)
                 return
             line_base += chunk.count(b"\n", counted, here)
             counted = here
@@ -474,14 +500,14 @@ def _bracket_spans(fd: int, size: int, seg_start: int, seg_line: int, index: int
         if offset - seg_start > MAX_RECORD_BYTES - CHUNK or offset >= size:
             yield SerialFrom(index)  # an element too large, or the file ends inside the array
             return
-        chunk = os.pread(fd, min(SCAN_CHUNK, size - offset), offset)
+        chunk = pread(min(SCAN_CHUNK, size - offset), offset)
         scan_from = 0
 
 
-def _after_array(fd: int, size: int, pos: int, index: int) -> Iterator[SerialFrom]:
+def _after_array(pread: Pread, size: int, pos: int, index: int) -> Iterator[SerialFrom]:
     """SerialFrom(index) unless only whitespace follows the closing bracket."""
     while pos < size:
-        chunk = os.pread(fd, min(SCAN_CHUNK, size - pos), pos)
+        chunk = pread(min(SCAN_CHUNK, size - pos), pos)
         if not chunk:
             return
         if chunk.strip(_JSON_WS):
@@ -490,10 +516,10 @@ def _after_array(fd: int, size: int, pos: int, index: int) -> Iterator[SerialFro
         pos += len(chunk)
 
 
-def _blank(fd: int, start: int, end: int) -> bool:
+def _blank(pread: Pread, start: int, end: int) -> bool:
     """Is [start, end) of the file JSON whitespace only? (Read 64 KB at a time: it rarely is.)"""
     while start < end:
-        data = os.pread(fd, min(1 << 16, end - start), start)
+        data = pread(min(1 << 16, end - start), start)
         if not data or data.strip(_JSON_WS):
             return not data
         start += len(data)

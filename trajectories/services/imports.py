@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import hashlib
@@ -107,6 +108,72 @@ def source_file_store(*, actor: UserLike, project: Project, name: str, stream: I
             return source
         finally:
             os.unlink(tmp.name)
+
+
+_HEAD_BYTES = 65536  # what the import looks at to tell what the file is (unpacked before it does)
+_ANY_SIZE = 1 << 62  # the size the scanners are given while the file is being unpacked: its size is not known
+
+
+def _json_head(head: bytes) -> bool:
+    """Does the file start as JSON or JSON Lines do (an object or an array, after a BOM and blanks)?"""
+    return head.lstrip(codecs.BOM_UTF8).lstrip()[:1] in (b"{", b"[")
+
+
+class _Unpacking:
+    """The kept upload unpacked into the plain file on a thread of its own, while the import reads what is
+    there already: `ready(end)` waits for the first `end` bytes (or the end of the file), `done()` for all
+    of it. What stops the unpacking (a damaged blob) is raised where the import waits. Leaving the block
+    stops the unpacking (the import is over or failed) and waits for the thread."""
+
+    def __init__(self, stored: IO[bytes], plain: IO[bytes]) -> None:
+        self._written = 0
+        self._finished = False
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, args=(stored, plain), name="import-unpack", daemon=True)
+
+    def __enter__(self) -> _Unpacking:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._changed:
+            self._stopping = True
+        self._thread.join()
+
+    def _run(self, stored: IO[bytes], plain: IO[bytes]) -> None:
+        try:
+            file_unpack(stored, plain, self._progress)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # raised to the import where it waits
+            self._error = exc
+        finally:
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+
+    def _progress(self, written: int) -> None:
+        with self._changed:
+            if self._stopping:
+                raise _Stopped
+            self._written = written
+            self._changed.notify_all()
+
+    def ready(self, end: int) -> None:
+        with self._changed:
+            while self._written < end and not self._finished:
+                self._changed.wait()
+            if self._error is not None:
+                raise self._error
+
+    def done(self) -> None:
+        self.ready(_ANY_SIZE)
+
+
+class _Stopped(Exception):
+    pass
 
 
 class _Hashing:
@@ -239,10 +306,12 @@ def import_job_run(*, job_id: int, on_progress: Callable[[ImportJob], None] | No
     thresholds = gc.get_threshold()
     gc.set_threshold(*SELDOM_COLLECTIONS)
     try:
-        with job.source_file.stored.open("rb") as stored, tempfile.TemporaryFile(dir=_tmp_dir()) as plain:
-            file_unpack(stored, plain)  # a plain, seekable copy reads fastest
-            plain.seek(0)
-            _run(job, plain, on_progress)
+        with (
+            job.source_file.stored.open("rb") as stored,
+            tempfile.TemporaryFile(dir=_tmp_dir()) as plain,  # a plain, seekable copy reads fastest
+            _Unpacking(stored, plain) as unpacking,
+        ):
+            _run(job, plain, unpacking, on_progress)
     except Exception as exc:  # the job must end in a state a person can read, whatever happened
         logger.exception("import job %s failed", job_id)
         message = (
@@ -272,9 +341,21 @@ def _connect_to_broker() -> None:
         logger.info("could not connect to the broker ahead of the import's messages", exc_info=True)
 
 
-def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], None] | None) -> None:
+def _run(
+    job: ImportJob, plain: IO[bytes], unpacking: _Unpacking, on_progress: Callable[[ImportJob], None] | None
+) -> None:
+    # What the file is, from its head: read through `plain`, which must not meet the end of what is unpacked.
+    unpacking.ready(_HEAD_BYTES)
     body = open_maybe_gzip(plain)  # the upload itself may have been gzipped
-    archive = zipfile.ZipFile(body) if zipfile.is_zipfile(body) else None  # a directory of runs, zipped
+    if body is not plain:
+        unpacking.done()  # read whole, through the gzip reader
+    head = body.read(_HEAD_BYTES)
+    body.seek(0)
+    json_head = _json_head(head)
+    if not json_head:
+        unpacking.done()  # an archive is found by its end
+    # a directory of runs, zipped (a file that starts as JSON does is read as JSON, whatever its end holds)
+    archive = zipfile.ZipFile(body) if not json_head and zipfile.is_zipfile(body) else None
     body.seek(0)
     members = archive_members(archive) if archive is not None else []
     try:
@@ -283,9 +364,6 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         if archive is not None:
             with archive.open(members[0]) as first:
                 head = first.read(65536)
-        else:
-            head = body.read(65536)
-            body.seek(0)
         importer: Importer = importer_get(job.format_requested) if job.format_requested else importer_detect(head)
     except RecordError as exc:
         _fail(job, exc)
@@ -345,20 +423,25 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
         # How the importer cuts the file ("jsonl", "array", "document"); only the parallel formats say.
         container_of: Callable[[bytes], str] | None = getattr(importer, "container", None)
         container = container_of(head) if container_of is not None and importer.name in PARALLEL_FORMATS else ""
+        workers_may = writer.use_copy and PARSE_WORKERS > 0
         spans: Iterator[RecordSpan | RecordError | SerialFrom] | None = None
-        if archive is None and body is plain and container in ("jsonl", "array"):
-            # A plain file: this process only finds where the records are; the workers read them.
-            size = os.fstat(plain.fileno()).st_size
-            spans = (scan_json_array if container == "array" else scan_jsonl)(plain.fileno(), size)
+        if workers_may and archive is None and body is plain and container in ("jsonl", "array"):
+            # A plain file: this process only finds where the records are, as the file is unpacked; the workers
+            # read them.
+            scan = scan_json_array if container == "array" else scan_jsonl
+            spans = scan(plain.fileno(), _ANY_SIZE, unpacking.ready)
+        else:
+            unpacking.done()  # read whole, through `body`
         # A JSON array that cannot be scanned (it is gzipped) is cut by its reader, which parses
         # each element to find its end: a worker would parse it a second time for nothing.
         parallel = spans is not None or (bool(container) and sniff_container(head) != "array")
-        if writer.use_copy and PARSE_WORKERS > 0 and parallel:
+        if workers_may and parallel:
             # Parsing runs in worker processes, one per core (see import_workers), and comes back
             # rendered; a thread collects it one batch ahead while this one feeds PostgreSQL.
             name = job.source_file.name
 
             def serial_from(count: int) -> Iterator[RawRecord | RecordError]:
+                unpacking.done()
                 body.seek(0)
                 return itertools.islice(_named(importer.records(body), name), count, None)
 
@@ -402,6 +485,7 @@ def _run(job: ImportJob, plain: IO[bytes], on_progress: Callable[[ImportJob], No
             ):
                 flush()
     flush()
+    unpacking.done()  # the scanners read to the end: this only raises what stopped the unpacking, if anything
     if job.records_seen == 0:
         _fail(job, RecordError("the file holds no records", where="line 1", line=1))
         return

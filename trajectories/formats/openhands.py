@@ -25,10 +25,10 @@ reading the whole record does, so the run (or the located error) is the same eit
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import Iterator
+from types import ModuleType
 from typing import IO, Any, TypedDict
-
-import msgspec
 
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError, RunStep
 from trajectories.formats.chat import content_text, observation_success, parse_arguments
@@ -164,8 +164,13 @@ class _Instance(TypedDict, total=False):
     error: Any
 
 
-_READER = msgspec.json.Decoder(_Instance | _Events)
-_WHOLE = msgspec.json.Decoder()
+@functools.cache
+def _msgspec() -> tuple[ModuleType, Any, Any]:
+    """msgspec and its two decoders (the part the segmenter reads, and the whole record), imported where OpenHands
+    records are first read: its 5 MB stay out of the processes that never read one."""
+    import msgspec
+
+    return msgspec, msgspec.json.Decoder(_Instance | _Events), msgspec.json.Decoder()
 
 
 class _Partial(Exception):
@@ -182,8 +187,9 @@ def _read(raw: bytes) -> Any:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
+    msgspec, reader, _ = _msgspec()
     try:
-        return _READER.decode(raw)
+        return reader.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # ValidationError (not of these types) is a DecodeError
         return None
 
@@ -191,8 +197,9 @@ def _read(raw: bytes) -> Any:
 def _read_whole(record: RawRecord) -> Any:
     """The whole record's JSON, read as `_read` reads its part (so an integer beyond 64 bits is one either way);
     where that fails, loads_located says where and why."""
+    msgspec, _, whole = _msgspec()
     try:
-        return _WHOLE.decode(record.raw)
+        return whole.decode(record.raw)
     except (msgspec.DecodeError, RecursionError):
         return loads_located(record.raw, record.where, record.line)
 

@@ -529,7 +529,8 @@ class _Segmenter:
         step.turn_id = turn_id[:100]
         step.state = self.pending_state
         self.pending_state = []
-        step.started_at = _timestamp(event, where)
+        moment = event.get("timestamp")  # the usual value tested in place; _timestamp says what is wrong with another
+        step.started_at = moment if type(moment) is str and parse_iso(moment) is not None else _timestamp(event, where)
         if response_id and response_id not in self.turns_counted:
             self.turns_counted.add(response_id)
             usage = response.get("usage")
@@ -551,7 +552,10 @@ class _Segmenter:
             text = content_text(text, f"{where}/content")
         if target is not None and target.observation is None and target.kind == "tool_call":
             target.observation = text
-            target.ended_at = _timestamp(event, where)
+            moment = event.get("timestamp")
+            target.ended_at = (
+                moment if type(moment) is str and parse_iso(moment) is not None else _timestamp(event, where)
+            )
             if kind in FAILED_OBSERVATIONS:
                 target.success_flag = False
             else:

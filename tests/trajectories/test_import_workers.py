@@ -345,3 +345,21 @@ def test_a_damaged_kept_upload_fails_the_job_readably_whatever_was_read(project,
     )
     assert job.status == ImportStatus.FAILED
     assert "internal error" in job.error and "ZstdError" in job.error
+
+
+@pytest.mark.django_db
+def test_a_file_that_starts_as_json_is_read_as_json_whatever_its_end_holds(project) -> None:
+    """Its head tells what it is before the whole of it is unpacked: a zip directory at its end does not make
+    JSON Lines an archive (a zip's own head still does)."""
+    import zipfile
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("runs.jsonl", _tau_bench_file())
+    polyglot = _tau_bench_file() + archive.getvalue()  # JSON Lines, then a whole zip archive
+    assert zipfile.is_zipfile(io.BytesIO(polyglot))
+    job = _import(project, "runs.jsonl", polyglot)
+    assert job.format_detected == "tau_bench" and job.trajectories_imported == 6
+    assert job.errors[-1]["line"] > len(_tau_bench_file().splitlines())  # the zip's bytes: lines that are not JSON
+    zipped = _import(project, "runs.zip", archive.getvalue())
+    assert zipped.status == ImportStatus.DONE and zipped.duplicates == 7  # the same runs, read from the archive

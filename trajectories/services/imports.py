@@ -116,7 +116,7 @@ _ANY_SIZE = 1 << 62  # the size the scanners are given while the file is being u
 
 def _json_head(head: bytes) -> bool:
     """Does the file start as JSON or JSON Lines do (an object or an array, after a BOM and blanks)?"""
-    return head.lstrip(codecs.BOM_UTF8).lstrip()[:1] in (b"{", b"[")
+    return head.removeprefix(codecs.BOM_UTF8).lstrip()[:1] in (b"{", b"[")
 
 
 class _Unpacking:

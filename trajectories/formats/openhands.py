@@ -484,17 +484,18 @@ class _Segmenter:
             call_id = _text(call_id, f"{where}/tool_call_metadata/tool_call_id")
         response = call.get("model_response")
         response = response if isinstance(response, dict) else {}
-        response_id = response.get("id") if isinstance(response.get("id"), str) else ""
+        response_id = response.get("id")
+        if type(response_id) is not str:
+            response_id = response_id if isinstance(response_id, str) else ""
         event_id = event.get("id")
         turn_id = response_id or (f"event-{event_id}" if event_id is not None else f"event-at-{where}")
-        visible = _visible_text(response) if response_id not in self.turns_counted else ""
 
         thought_value = args_dict.get("thought") if action != "think" else None
         if thought_value is None:
             thought_value = event.get("thought")
-        plan = (
-            thought_value if type(thought_value) is str else content_text(thought_value, f"{where}/args/thought")
-        ) or visible
+        plan = thought_value if type(thought_value) is str else content_text(thought_value, f"{where}/args/thought")
+        if not plan and response_id not in self.turns_counted:  # no thought: the plan is the model's visible text
+            plan = _visible_text(response)
         tool = action
         if action in MCP_ACTIONS or not action:
             tool = function_name or _text(args_dict.get("name"), f"{where}/args/name") or action

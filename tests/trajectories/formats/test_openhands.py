@@ -642,3 +642,21 @@ def test_an_integer_beyond_64_bits_reads_the_same_in_part_and_whole() -> None:
     part, whole = read_as_imported(raw), read_whole(raw)
     assert isinstance(part, ParsedRun) and part.steps[0].arguments == {"n": 2**80}
     assert same(part, whole)
+
+
+def test_a_step_without_a_thought_takes_the_model_s_visible_text_as_its_plan_once_a_turn() -> None:
+    response = {"id": "r1", "choices": [{"message": {"content": "Let me look first."}}]}
+    call = {"function_name": "execute_bash", "tool_call_id": "c1", "model_response": response}
+    history = [
+        run_event(1, tool_call_metadata=call),  # no thought: the visible text
+        run_event(2, tool_call_metadata=call | {"tool_call_id": "c2"}),  # the same turn's second call: none
+        run_event(
+            3,
+            args={"command": "ls", "thought": "my own words"},
+            tool_call_metadata=call | {"model_response": {"id": "r2", **response | {"id": "r2"}}},
+        ),
+    ]
+    run = read_as_imported(orjson.dumps(output_line(history)))
+    assert isinstance(run, ParsedRun)
+    assert [s.plan for s in run.steps] == ["Let me look first.", "", "my own words"]
+    assert [s.turn_id for s in run.steps] == ["r1", "r1", "r2"]

@@ -485,8 +485,8 @@ class _Segmenter:
         response = call.get("model_response")
         response = response if isinstance(response, dict) else {}
         response_id = response.get("id")
-        if type(response_id) is not str:
-            response_id = response_id if isinstance(response_id, str) else ""
+        if not isinstance(response_id, str):
+            response_id = ""
         event_id = event.get("id")
         turn_id = response_id or (f"event-{event_id}" if event_id is not None else f"event-at-{where}")
 

@@ -363,7 +363,7 @@ def _run(
             raise RecordError("the archive holds no files", where="archive")
         if archive is not None:
             with archive.open(members[0]) as first:
-                head = first.read(65536)
+                head = first.read(_HEAD_BYTES)
         importer: Importer = importer_get(job.format_requested) if job.format_requested else importer_detect(head)
     except RecordError as exc:
         _fail(job, exc)

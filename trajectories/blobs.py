@@ -149,9 +149,13 @@ def file_unpack(source: IO[bytes], out: IO[bytes], progress: Callable[[int], Non
         zstandard.ZstdDecompressor().copy_stream(source, out)
         return
     fd, done = out.fileno(), 0
+    # Into one buffer, again and again, not into a new 1 MB bytes a chunk (the unpacking thread's CPU on the
+    # 239 MB OpenHands corpus: 0.08 s in place of 0.095 s, medians of 6 imports each)
+    buffer = bytearray(UNPACK_CHUNK)
+    whole = memoryview(buffer)
     with zstandard.ZstdDecompressor().stream_reader(source, closefd=False) as reader:
-        while chunk := reader.read(UNPACK_CHUNK):
-            view = memoryview(chunk)
+        while count := reader.readinto(buffer):
+            view = whole[:count]
             while view:
                 written = os.pwrite(fd, view, done)
                 done += written

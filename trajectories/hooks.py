@@ -2,8 +2,10 @@
 
 A higher app registers in its AppConfig.ready(); trajectories never imports upward.
 
-- trajectories imported: run after the import's transaction commits, with the ids of the
-  trajectories it created (verification queues its checks).
+- trajectories imported: run after each batch of an import commits, with the ids of the
+  trajectories it created (verification queues its checks). A batch committed before the import
+  failed, or before its worker died, is announced all the same: its runs stay, as duplicates
+  when the job runs again.
 - runs stored: run inside the transaction that writes a batch of new runs, in the importing
   process, for the runs whose records carry sections beside the run (ParsedRun.sections: a full
   Stepwise export's labels, consensus and evidence). A hook that raises RecordError (with the

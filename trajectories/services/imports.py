@@ -16,6 +16,7 @@ import time
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import IO, Any
 
 import orjson
@@ -387,7 +388,6 @@ def _run(
         bytes_so_far = lambda: counting.count  # noqa: E731
     batch: list[Prepared] = []
     batch_steps = batch_bytes = 0
-    created_ids: list[int] = []
     last_progress = time.monotonic()
     bytes_read = 0
     secrets: set[str] = set()
@@ -396,7 +396,10 @@ def _run(
         nonlocal batch, batch_steps, batch_bytes, last_progress
         if batch:
             result = writer.write(batch)
-            created_ids.extend(result.trajectory_ids)
+            if result.trajectory_ids:
+                # announced as each batch commits: the checks of a big import's first runs start while it reads
+                # on, and the runs of an import that fails (or whose worker dies) later are checked all the same
+                transaction.on_commit(partial(fire_trajectories_imported, job.project_id, result.trajectory_ids))
             job.trajectories_imported += len(result.trajectory_ids)
             job.steps_imported += result.steps
             job.duplicates += result.duplicates
@@ -503,9 +506,6 @@ def _run(
             project=job.project,
             after={k: v for k, v in import_report(job).items() if k not in ("errors", "error")},
         )
-    if created_ids:
-        project_id = job.project_id
-        transaction.on_commit(lambda: fire_trajectories_imported(project_id, created_ids))
 
 
 def archive_members(archive: zipfile.ZipFile) -> list[str]:

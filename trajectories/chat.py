@@ -16,14 +16,15 @@ messages from its rows. The blob:
 An export uses the blob only where it is of this CHAT_VERSION and the export's options leave the
 trajectory's steps as they are; everywhere else it builds the messages from the rows.
 
-A call's `arguments` is the JSON text of its arguments as `json.dumps` writes it (`", "` and `": "`
-between items, non-ASCII as is), keys sorted: the same text whatever order the database keeps keys in.
+A call's `arguments` is the canonical JSON text of its arguments (trajectories.formats.canonical: keys
+sorted, no blanks, non-ASCII as is): the same text whatever order the database keeps keys in, and, for a
+step as the import stores it, the very text the import dumped for the step's row and content hash (so it
+is written once, not twice: CHAT_VERSION 1 wrote `json.dumps`'s text, with blanks, made anew).
 """
 
 from __future__ import annotations
 
 import json
-import json.encoder
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -31,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-CHAT_VERSION = 1
+CHAT_VERSION = 2
 _HEAD = 2  # the version and the first-user flag
 
 
@@ -81,22 +82,13 @@ class StoredStep(NamedTuple):
 
 
 def arguments_json(arguments: dict[str, Any]) -> str:
-    """A call's arguments as the `arguments` string: what `json.dumps(arguments, ensure_ascii=False,
-    sort_keys=True)` writes, by the same C encoder made once (json.dumps makes one a call, which costs
-    more than encoding a call's arguments)."""
-    if _ENCODE is None:
-        return json.dumps(arguments, ensure_ascii=False, sort_keys=True)
-    return "".join(_ENCODE(arguments, 0))
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# json.dumps's own encoder (CPython's C one) with json.dumps's arguments for ensure_ascii=False,
-# sort_keys=True: no check for cycles (values from JSON have none), NaN allowed as json.dumps allows it
-_make, _escape = getattr(json.encoder, "c_make_encoder", None), getattr(json.encoder, "c_encode_basestring", None)
-_ENCODE = _make(None, _not_json, _escape, None, ": ", ", ", True, False, True) if _make and _escape else None
+    """A call's arguments as the `arguments` string: their canonical JSON (what `canonical_json` writes). Where
+    orjson cannot write a value that the database gives back (jsonb keeps 1e300 as an integer of 301 digits),
+    `json.dumps` writes it, with the same separators and keys sorted."""
+    try:
+        return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return json.dumps(arguments, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def starts_with_user(steps: Sequence[ChatStep]) -> bool:
@@ -129,10 +121,13 @@ def chat_body(
     *,
     dropped: Callable[[int], bool] | None = None,
     corrected: Callable[[int, ChatStep], dict[str, Any]] | None = None,
+    arguments_texts: Sequence[str | None] | None = None,
 ) -> bytes:
     """The steps' messages as canonical JSON objects (sorted keys, no blanks) joined by ",", cut after the last
     assistant message (b"" when there is none). `indices` are the steps' indices; `dropped(index)` leaves a
     step out with its result, `corrected(index, step)` gives the argument values that replace the step's own.
+    `arguments_texts`, where given, holds each step's `arguments_json(step.arguments)` (None for a step
+    without), already written.
     Written piece by piece, each string by orjson: the bytes orjson writes for the message objects."""
     dumps = orjson.dumps
     pieces: list[bytes] = []
@@ -174,7 +169,12 @@ def chat_body(
                 s = steps[k]
                 if isinstance(s.arguments, dict):
                     fix = corrected(indices[k], s) if corrected is not None else None
-                    arguments = arguments_json({**s.arguments, **fix} if fix else s.arguments)
+                    if fix:
+                        arguments = arguments_json({**s.arguments, **fix})
+                    elif arguments_texts is not None and (text := arguments_texts[k]) is not None:
+                        arguments = text
+                    else:
+                        arguments = arguments_json(s.arguments)
                 else:
                     arguments = s.arguments_raw or "{}"
                 call_id = dumps(s.tool_call_id or f"call_{indices[k]}")
@@ -188,10 +188,14 @@ def chat_body(
     return b",".join(pieces[:kept_to])
 
 
-def chat_blob(steps: Sequence[ChatStep], compress: Callable[[bytes], bytes]) -> bytes:
+def chat_blob(
+    steps: Sequence[ChatStep],
+    compress: Callable[[bytes], bytes],
+    arguments_texts: Sequence[str | None] | None = None,
+) -> bytes:
     """What `Trajectory.chat` keeps for these steps (stored values, indices 0, 1, …); `compress` packs the
-    body as a payload is packed."""
-    body = chat_body(steps, range(len(steps)))
+    body as a payload is packed. `arguments_texts`: as chat_body takes them."""
+    body = chat_body(steps, range(len(steps)), arguments_texts=arguments_texts)
     return bytes((CHAT_VERSION, starts_with_user(steps))) + compress(body)
 
 

@@ -9,8 +9,8 @@ goal comes first, as a user message, where the first step's state holds none. Op
 - `drop_wrong`: steps whose consensus says wrong tool, or process reward −1, are left out with
   their results.
 
-A call's `arguments` is the JSON text of its arguments as `json.dumps` writes it (`", "` and `": "` between
-items, non-ASCII as is), keys sorted.
+A call's `arguments` is the canonical JSON text of its arguments (keys sorted, no blanks, non-ASCII as is;
+trajectories.chat.arguments_json).
 
 `lines` writes a chunk of trajectories: from the messages each trajectory keeps since its import
 (Trajectory.chat: one compressed blob a trajectory, no step read) wherever the options leave its steps as they

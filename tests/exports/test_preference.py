@@ -125,14 +125,14 @@ def test_the_fixture_gives_its_same_goal_pair_and_one_pair_per_distinct_branch_i
     # the first step replaced: the task is the prompt, the shared thought is on both sides
     assert at_first["prompt"] == [{"role": "user", "content": QUERY}]
     thought = "I will check the current weather first."
-    assert tool_call(at_first["chosen"][0]) == (thought, "current_for_weather_api", '{"city": "Paris"}')
-    assert tool_call(at_first["rejected"][0]) == (thought, "current_for_weather_api", '{"town": "Paris"}')
+    assert tool_call(at_first["chosen"][0]) == (thought, "current_for_weather_api", '{"city":"Paris"}')
+    assert tool_call(at_first["rejected"][0]) == (thought, "current_for_weather_api", '{"town":"Paris"}')
     # the second step replaced: the conversation up to the observation before it
     assert [m["role"] for m in forecast["prompt"]] == ["user", "assistant", "tool"]
     assert forecast["prompt"][2]["content"] == SUNNY
-    chosen = ("Tomorrow needs the daily endpoint.", "daily_for_weather_api", '{"city": "Paris"}')
+    chosen = ("Tomorrow needs the daily endpoint.", "daily_for_weather_api", '{"city":"Paris"}')
     assert tool_call(forecast["chosen"][0]) == chosen
-    assert tool_call(forecast["rejected"][0]) == (None, "forecast_for_weather_api", '{"city": "Paris", "days": 1}')
+    assert tool_call(forecast["rejected"][0]) == (None, "forecast_for_weather_api", '{"city":"Paris","days":1}')
     assert forecast["rejected"][0]["tool_calls"][0]["id"] == forecast["chosen"][0]["tool_calls"][0]["id"]
     assert unparsed["prompt"] == forecast["prompt"] and tool_call(unparsed["chosen"][0]) == chosen
     assert tool_call(unparsed["rejected"][0]) == (None, "daily_for_weather_api", "{city: Paris}")  # as written

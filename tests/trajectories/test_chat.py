@@ -1,7 +1,8 @@
 """trajectories.chat: the messages written piece by piece are the bytes orjson writes for the message objects
 built the plain way (a reference written here, as the SFT export built them before), over generated steps
 (turns of several calls, any state, dropped steps, corrections, strings with quotes, escapes and non-ASCII);
-a call's arguments are json.dumps's text; the floats jsonb gives back otherwise are read as it gives them."""
+a call's arguments are their canonical JSON, the text given for them where given; the floats jsonb gives back
+otherwise are read as it gives them."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def reference(steps: list[Step], indices: list[int], dropped: Any, corrected: An
             for k in kept:
                 s = steps[k]
                 if isinstance(s.arguments, dict):
-                    text = json.dumps({**s.arguments, **corrected(indices[k], s)}, ensure_ascii=False, sort_keys=True)
+                    text = canonical_text({**s.arguments, **corrected(indices[k], s)})
                 else:
                     text = s.arguments_raw or "{}"
                 calls.append(
@@ -68,6 +69,15 @@ def reference(steps: list[Step], indices: list[int], dropped: Any, corrected: An
     while messages and messages[-1]["role"] != "assistant":
         messages.pop()
     return messages
+
+
+def canonical_text(value: dict[str, Any]) -> str:
+    """Canonical JSON, or json.dumps's text with its blanks left out where orjson refuses a value (an integer
+    beyond 64 bits)."""
+    try:
+        return canonical_json(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=12)
@@ -111,8 +121,35 @@ def test_the_pieces_are_what_orjson_writes_for_the_messages(steps, gap, dropped,
 
 @settings(max_examples=300, deadline=None)
 @given(value=st.dictionaries(TRICKY, json_values, max_size=5))
-def test_arguments_are_json_dumps_text(value) -> None:
-    assert arguments_json(value) == json.dumps(value, ensure_ascii=False, sort_keys=True)
+def test_arguments_are_their_canonical_json(value) -> None:
+    assert arguments_json(value) == canonical_text(value)
+    assert json.loads(arguments_json(value)) == value
+
+
+def test_arguments_orjson_cannot_write_are_written_by_json() -> None:
+    # jsonb gives 1e300 back as an integer of 301 digits (as_stored), which orjson refuses
+    value = {"z": as_stored(1e300), "a": [1.5, "é"]}
+    assert arguments_json(value) == '{"a":[1.5,"é"],"z":1' + "0" * 300 + "}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(STEP, max_size=8), spoiled=st.sets(st.integers(0, 7)))
+def test_given_arguments_texts_are_the_texts_written(steps, spoiled) -> None:
+    indices = list(range(len(steps)))
+    texts = [arguments_json(s.arguments) if isinstance(s.arguments, dict) else None for s in steps]
+    assert chat_body(steps, indices, arguments_texts=texts) == chat_body(steps, indices)
+    # the given text is the one written (the import gives the text it dumped for the step's row)
+    marked = [f'{{"given":{i}}}' if t is not None and i in spoiled else t for i, t in enumerate(texts)]
+    written = [
+        call["function"]["arguments"]
+        for message in orjson.loads(b"[" + chat_body(steps, indices, arguments_texts=marked) + b"]")
+        for call in message.get("tool_calls", [])
+    ]
+    assert written == [
+        m if m is not None else s.arguments_raw or "{}"
+        for m, s in zip(marked, steps, strict=True)
+        if s.kind == "tool_call"
+    ]
 
 
 NUMBERS = st.one_of(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -257,7 +258,10 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     located = spans(run, arguments_texts)
     # compressed last: a packer's new dictionary comes with this run, which nothing after may refuse
     packed = packer.pack(raw) if packer is not None else Packed(pack(raw), None, None)
-    chat = chat_blob(_chat_steps(run, nul_free), packer.pack_beside if packer is not None else pack)
+    chat_steps = _chat_steps(run, nul_free)
+    # the steps as they are (the usual case): their arguments' text is the one just dumped for their rows
+    texts = arguments_texts if chat_steps is run.steps else None
+    chat = chat_blob(chat_steps, packer.pack_beside if packer is not None else pack, texts)
     return PreparedRun(
         record=record,
         run=run,
@@ -275,13 +279,13 @@ def prepare(record: RawRecord, run: ParsedRun, packer: PayloadPacker | None = No
     )
 
 
-def _chat_steps(run: ParsedRun, nul_free: bool) -> list[ChatStep]:
+def _chat_steps(run: ParsedRun, nul_free: bool) -> Sequence[ChatStep]:
     """The run's steps as stored: NUL cleaned out of their texts, and their arguments' numbers as jsonb keeps
-    them on PostgreSQL (the steps themselves where both leave them as they are, the usual case)."""
+    them on PostgreSQL (`run.steps` itself where both leave them as they are, the usual case)."""
     postgres = connection.vendor == "postgresql"
     arguments = [step.arguments if not postgres else as_stored(step.arguments) for step in run.steps]
     if nul_free and all(a is s.arguments for a, s in zip(arguments, run.steps, strict=True)):
-        return list(run.steps)
+        return run.steps
     return [
         StoredStep(
             kind=step.kind,

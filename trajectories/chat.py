@@ -32,6 +32,8 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from trajectories.formats.canonical import canonical_json
+
 CHAT_VERSION = 2
 _HEAD = 2  # the version and the first-user flag
 
@@ -86,7 +88,7 @@ def arguments_json(arguments: dict[str, Any]) -> str:
     orjson cannot write a value that the database gives back (jsonb keeps 1e300 as an integer of 301 digits),
     `json.dumps` writes it, with the same separators and keys sorted."""
     try:
-        return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+        return canonical_json(arguments).decode()
     except TypeError:
         return json.dumps(arguments, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import zstandard
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from core.services import project_create
 from tests.trajectories.fixtures_util import run_import
-from trajectories.formats import importer_detect, openhands
+from trajectories.formats import importer_detect, openhands, openhands_events
 from trajectories.formats.base import ParsedRun, RawRecord, RecordError
 from trajectories.formats.canonical import content_sha256, run_to_dict
 from trajectories.formats.openhands import OpenHandsImporter
@@ -471,9 +472,7 @@ def test_parse_yields_a_hashable_run_or_a_located_record_error(record: Any) -> N
 
 def read_whole(raw: bytes) -> ParsedRun | RecordError:
     try:
-        return openhands._run_of(
-            openhands._read_whole(RawRecord(raw=raw, where="line 1", line=1, index=0)), partial=False
-        )
+        return openhands._run_of(openhands._read_whole(RawRecord(raw=raw, where="line 1", line=1, index=0)))
     except RecordError as exc:
         return exc
 
@@ -584,6 +583,28 @@ def test_a_record_read_in_part_gives_what_reading_it_whole_gives(record: Any, ex
     assert same(read_as_imported(raw), read_whole(raw))
 
 
+@settings(FUZZ, max_examples=300)
+@given(history=st.one_of(rich_events, events), extras=extra_values)
+def test_an_event_read_whole_is_made_the_event_read_in_part(history: list[Any], extras: list[Any]) -> None:
+    # The segmenter walks Events: decoded from the record (the usual way), or made of the dicts of a record read
+    # whole (event_of). Where the decoder takes an event, both must be the same Event.
+    for event in with_extras(history, extras):
+        raw = dumps(event)
+        try:
+            part = msgspec.json.decode(raw, type=openhands_events.Event)
+        except msgspec.DecodeError:
+            continue  # not of the decoder's types (or not JSON msgspec reads): the record is read whole
+        assert openhands_events.event_of(openhands._events().WHOLE.decode(raw)) == part
+
+
+def test_the_real_export_s_events_are_made_the_events_read_in_part(samples_dir: Path) -> None:
+    raw_events = json.loads((samples_dir / SAMPLE).read_bytes())
+    parts = msgspec.json.decode((samples_dir / SAMPLE).read_bytes(), type=list[openhands_events.Event])
+    assert len(parts) == len(raw_events) == 8
+    assert [openhands_events.event_of(e) for e in raw_events] == parts
+    assert any(type(p.tool_call_metadata) is openhands_events.Call for p in parts)
+
+
 def bench_like_line(samples_dir: Path) -> bytes:
     events = json.loads((samples_dir / SAMPLE).read_bytes())
     return orjson.dumps(output_line(events, instance={"problem_statement": "long"}, metrics={"accumulated_cost": 1.5}))
@@ -593,7 +614,7 @@ def test_the_real_export_is_read_in_part_and_gives_the_same_run(samples_dir: Pat
     for raw in ((samples_dir / SAMPLE).read_bytes(), bench_like_line(samples_dir)):
         part = openhands._read(raw)
         assert part is not None  # the fast way is taken for real records…
-        whole = openhands._msgspec()[2].decode(raw)
+        whole = openhands._events().WHOLE.decode(raw)
         assert part != whole  # …and leaves out what the segmenter never reads (model responses' bulk)
         assert "created" not in str(part) and "created" in str(whole)
         assert same(read_as_imported(raw), read_whole(raw))

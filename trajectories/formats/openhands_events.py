@@ -79,6 +79,15 @@ class Call(msgspec.Struct, gc=False):
     model_response: Response | None = None
 
 
+class ExitMetadata(msgspec.Struct, gc=False):
+    exit_code: Any = None
+
+
+class Extras(msgspec.Struct, gc=False):
+    exit_code: Any = None
+    metadata: ExitMetadata | None = None
+
+
 class Event(msgspec.Struct, gc=False):
     id: Any = None
     source: Any = None
@@ -91,7 +100,7 @@ class Event(msgspec.Struct, gc=False):
     message: Any = None
     timestamp: Any = None
     content: Any = None
-    extras: Any = None
+    extras: Extras | None = None
     success: Any = None
 
 
@@ -117,7 +126,9 @@ _NO_CALL = Call()  # never changed: what an action without tool_call_metadata ha
 _NO_RESPONSE = Response()
 # The objects a Struct's fields hold, by field: what event_of makes Structs of.
 _INNER: dict[type[msgspec.Struct], dict[str, type[msgspec.Struct]]] = {
-    Event: {"tool_call_metadata": Call},
+    Event: {"tool_call_metadata": Call, "extras": Extras},
+    Extras: {"metadata": ExitMetadata},
+    ExitMetadata: {},
     Call: {"model_response": Response},
     Response: {"usage": Usage, "choices": Choice},  # choices: a list of them
     Choice: {"message": Message},
@@ -141,6 +152,22 @@ def _struct(cls: type[msgspec.Struct], value: dict[str, Any]) -> msgspec.Struct:
         elif name == "choices" and isinstance(held, list):
             fields[name] = [_struct(inner, item) if isinstance(item, dict) else item for item in held]
     return cls(**fields)
+
+
+_POINTERS: dict[str, tuple[str, ...]] = {}  # "/history" → ("/history/0", "/history/1", …)
+_KEPT_POINTERS = 4096  # at most this many kept for each list of events
+
+
+def _pointers(pointer: str, count: int) -> tuple[str, ...]:
+    """The pointers `pointer`/0 … `pointer`/(count - 1), made once for the records of a process: every event
+    has one and most are never read (only an error names its event)."""
+    kept = _POINTERS.get(pointer, ())
+    if len(kept) >= count:
+        return kept
+    made = tuple(f"{pointer}/{i}" for i in range(count))
+    if count <= _KEPT_POINTERS:
+        _POINTERS[pointer] = made  # a whole tuple at once: threads that import at the same time may share it
+    return made
 
 
 class Partial(Exception):
@@ -167,11 +194,11 @@ def _timestamp(value: Any, pointer: str) -> str | None:
 
 
 def _exit_code(extras: Any) -> int | None:
-    if not isinstance(extras, dict):
+    if type(extras) is not Extras:
         return None
-    code = extras.get("exit_code")
-    if code is None and isinstance(extras.get("metadata"), dict):
-        code = extras["metadata"].get("exit_code")
+    code = extras.exit_code
+    if code is None and type(extras.metadata) is ExitMetadata:
+        code = extras.metadata.exit_code
     if isinstance(code, int) and not isinstance(code, bool):
         return code
     return None
@@ -194,8 +221,9 @@ class Segmenter:
         self.metadata: dict[str, Any] = {}
 
     def feed(self, items: list[Any], pointer: str) -> None:
+        wheres = _pointers(pointer, len(items))
         for i, item in enumerate(items):
-            where = f"{pointer}/{i}"
+            where = wheres[i]
             if isinstance(item, list):  # legacy [action, observation] pair
                 if len(item) != 2:
                     raise RecordError(

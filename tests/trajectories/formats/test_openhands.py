@@ -521,7 +521,19 @@ event_keys = {
     "message": texts,
     "timestamp": timestamps,
     "content": mostly(texts, json_values, 4),
-    "extras": mostly(st.fixed_dictionaries({}, optional={"exit_code": st.integers(0, 2)}), json_values, 4),
+    "extras": mostly(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "exit_code": mostly(st.integers(-1, 2), json_values, 4),
+                "metadata": mostly(
+                    st.fixed_dictionaries({}, optional={"exit_code": st.integers(0, 2)}), json_values, 4
+                ),
+            },
+        ),
+        json_values,
+        4,
+    ),
     "success": mostly(st.booleans(), json_values, 4),
 }
 any_event = st.one_of(

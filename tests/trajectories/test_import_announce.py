@@ -1,6 +1,8 @@
 """An import announces its trajectories (hooks.fire_trajectories_imported) batch by batch, as each commits: on
 PostgreSQL, with batches that really commit (a transactional test)."""
 
+import threading
+
 import pytest
 
 from tests.trajectories.fixtures_util import run_import
@@ -15,6 +17,7 @@ from trajectories.hooks import (
 )
 from trajectories.models import ImportStatus, Trajectory
 from trajectories.services import imports
+from trajectories.services.storage import BatchWriter
 
 
 @pytest.mark.django_db(transaction=True)  # batches really commit: a hook hears of each as it does
@@ -30,6 +33,7 @@ def test_each_batch_is_announced_as_it_commits_and_a_failed_import_announces_wha
         stored_then.append(Trajectory.objects.count())  # the import goes on only once the hook has run
 
     monkeypatch.setattr(imports, "BATCH_RUNS", 2)
+    monkeypatch.setattr(imports, "EARLY_SHARE", 1)  # every batch full, not written early: they are known here
     register_trajectories_imported(hook)
     try:
         job = run_import(project, b"".join(_record(f"goal {n}") for n in range(5)))
@@ -57,3 +61,34 @@ def test_each_batch_is_announced_as_it_commits_and_a_failed_import_announces_wha
         assert len(kept) == 4 and heard == [kept[0:2], kept[2:4]]
     finally:
         unregister_trajectories_imported(hook)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_written_before_it_is_full_when_no_more_records_are_ready(project, monkeypatch) -> None:
+    # Batches of up to 8 runs, written early from 2 (a quarter) when nothing more is ready: the fourth record is
+    # prepared only once a batch has been written, so the first batch holds two or three runs, not eight.
+    monkeypatch.setattr(imports, "BATCH_RUNS", 8)
+    monkeypatch.setattr(imports, "EARLY_SHARE", 4)
+    written = threading.Event()
+    batches: list[int] = []
+    real_write = BatchWriter.write
+
+    def write(self, batch):
+        batches.append(len(batch))
+        written.set()
+        return real_write(self, batch)
+
+    real_prepare = imports._prepare_one
+    waited: list[bool] = []
+
+    def prepare_one(importer, record, *args):
+        if record.index == 3:
+            waited.append(written.wait(timeout=30))
+        return real_prepare(importer, record, *args)
+
+    monkeypatch.setattr(BatchWriter, "write", write)
+    monkeypatch.setattr(imports, "_prepare_one", prepare_one)
+    job = run_import(project, b"".join(_canonical(n) for n in range(12)))  # a format read serially
+    assert job.status == ImportStatus.DONE and job.trajectories_imported == 12
+    assert waited == [True]
+    assert 2 <= batches[0] <= 3 and sum(batches) == 12 and max(batches) <= 8

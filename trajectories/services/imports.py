@@ -59,6 +59,10 @@ BATCH_RUNS = 1000
 # against a 300 MB budget), for 1 % more time there (SWE-agent: 106 MB in place of 116 MB, about 4 %);
 # OpenHands batches are cut by their steps first either way.
 BATCH_BYTES = 8 << 20
+# A batch is written as soon as it holds this share of each limit and nothing more is ready: PostgreSQL waits
+# for no full batch to gather (at the start, and whenever it is ahead of the parsing), and the batch written
+# after the last records are read (alone: the other cores have nothing left to do) is short.
+EARLY_SHARE = 4
 # Parse workers (processes, see import_workers) for PostgreSQL imports: one per core. Only for
 # formats whose records parse each on its own, from the record alone (their readers give no
 # value beyond the JSON itself): a worker sees every N-th record only.
@@ -468,7 +472,8 @@ def _run(
             # while this thread waits for the database to take the previous batch (see _ReadAhead).
             items = _prepared_runs(records, bytes_so_far, preparer(PARSE_WORKERS))
             stop = None
-        prepared_runs = stack.enter_context(_ReadAhead(items, limit=BATCH_STEPS, limit_bytes=BATCH_BYTES, stop=stop))
+        read_ahead = _ReadAhead(items, limit=BATCH_STEPS, limit_bytes=BATCH_BYTES, stop=stop)
+        prepared_runs = stack.enter_context(read_ahead)
         # connected while the import runs, after the parse workers are forked (see _connect_to_broker)
         threading.Thread(target=_connect_to_broker, name="import-broker", daemon=True).start()
         for position, prepared in prepared_runs:
@@ -483,10 +488,11 @@ def _run(
             batch.append(prepared)
             batch_steps += prepared.step_count
             batch_bytes += prepared.size
+            share = 1 if read_ahead.waiting() else EARLY_SHARE
             if (
-                batch_steps >= BATCH_STEPS
-                or len(batch) >= BATCH_RUNS
-                or batch_bytes >= BATCH_BYTES
+                batch_steps * share >= BATCH_STEPS
+                or len(batch) * share >= BATCH_RUNS
+                or batch_bytes * share >= BATCH_BYTES
                 or time.monotonic() - last_progress > 5
             ):
                 flush()
@@ -650,6 +656,10 @@ class _ReadAhead:
         with self._changed:
             self._queue.append((_END, 0, 0, error))
             self._changed.notify_all()
+
+    def waiting(self) -> bool:
+        """Is an item ready to be taken (or the end)?"""
+        return bool(self._queue)
 
     def _consume(self) -> Iterator[tuple[int, Prepared | RecordError]]:
         while True:

@@ -171,8 +171,8 @@ def _pointers(pointer: str, count: int) -> tuple[str, ...]:
 
 
 class Partial(Exception):
-    """An event read in part has none of the keys the segmenter reads: whether it is empty whole (skipped)
-    or holds only other keys (an error) takes the whole record to tell."""
+    """An event read in part is neither an action nor an observation: whether it is empty whole (skipped) or
+    holds other keys (an error) takes the whole record to tell."""
 
 
 def _text(value: Any, pointer: str) -> str:
